@@ -1,0 +1,99 @@
+"""The application factory: routes, middleware, and one cleanup context per resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gateway import handlers
+from gateway.audit import AuditWriter
+from gateway.auth import JwtVerifier
+from gateway.cache import TokenCache
+from gateway.config import Settings
+from gateway.issuer import TokenIssuer
+from gateway.metrics import Metrics
+from gateway.middleware import gateway_middleware
+from gateway.state import AUDIT, DB_POOL, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.token_request import MAX_BODY_BYTES
+
+log = logging.getLogger(__name__)
+
+TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
+
+
+async def _postgres(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DB_POOL] = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=10,
+        command_timeout=settings.db_timeout * 5,
+        # Keep prepared statements across requests; the lookup is the only hot query.
+        statement_cache_size=256,
+    )
+    yield
+    await app[DB_POOL].close()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=max(settings.redis_timeout, 0.5),
+        max_connections=64,
+        health_check_interval=30,
+    )
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _audit(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    writer = AuditWriter(
+        app[DB_POOL],
+        batch_size=settings.audit_batch_size,
+        flush_interval=settings.audit_flush_interval,
+        queue_size=settings.audit_queue_size,
+        metrics=app[METRICS],
+    )
+    app[AUDIT] = writer
+    app[METRICS].track_queue(lambda: writer.depth)
+    writer.start()
+    yield
+    # Cleanup runs in reverse order, so this flush happens before the pool closes.
+    await writer.close(timeout=settings.shutdown_timeout)
+
+
+async def _issuer(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[ISSUER] = TokenIssuer(
+        pool=app[DB_POOL],
+        cache=TokenCache(app[REDIS], settings.refresh_buffer, settings.redis_timeout),
+        signing_secret=settings.signing_secret,
+        api_key_id=settings.api_key_id,
+        token_ttl=settings.token_ttl,
+        refresh_buffer=settings.refresh_buffer,
+        redis_prefix=settings.redis_prefix,
+        db_timeout=settings.db_timeout,
+    )
+    yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway; no I/O happens until the app starts."""
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[VERIFIER] = JwtVerifier(settings)
+    app.cleanup_ctx.extend([_postgres, _redis, _audit, _issuer])
+    for path in TOKEN_PATHS:
+        app.router.add_post(path, handlers.issue_token)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    app.router.add_get("/metrics", handlers.metrics)
+    return app

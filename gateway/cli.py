@@ -1,0 +1,138 @@
+"""The `gateway` command: serve, migrate, tenants, dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+
+from gateway.config import ConfigError, database_url_from_env, load_settings
+from gateway.dashboards import add_mapping, list_mappings, remove_mapping
+from gateway.logs import configure_logging
+from gateway.migrate import migrate
+from gateway.token_request import ID_RULE
+
+
+def _id(value: str) -> str:
+    if not ID_RULE.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a valid id (1-128 of A-Z a-z 0-9 . _ : @ -, starting alphanumeric)"
+        )
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per job."""
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service from the environment")
+    serve.add_argument(
+        "--workers",
+        default="1",
+        help="worker processes sharing the port (a number, or 'auto' for one per CPU)",
+    )
+
+    sub.add_parser("migrate", help="apply the SQL files in sql/ once each")
+
+    tenants = sub.add_parser("tenants", help="manage tenant-to-dashboard mappings")
+    tsub = tenants.add_subparsers(dest="action", required=True)
+    add = tsub.add_parser("add", help="map a dashboard to a tenant in a workspace")
+    add.add_argument("--tenant", required=True, type=_id)
+    add.add_argument("--workspace", required=True, type=_id)
+    add.add_argument("--dashboard", required=True, type=_id)
+    add.add_argument("--default", action="store_true", help="make it the tenant's default")
+    lst = tsub.add_parser("list", help="list mappings")
+    lst.add_argument("--tenant", type=_id)
+    rm = tsub.add_parser("remove", help="remove a mapping")
+    rm.add_argument("--tenant", required=True, type=_id)
+    rm.add_argument("--workspace", required=True, type=_id)
+    rm.add_argument("--dashboard", required=True, type=_id)
+
+    dev = sub.add_parser("dev", help="one-command demo with embedded PostgreSQL and Redis")
+    dev.add_argument("--data-dir", default=".gateway-dev", help="where the demo keeps its data")
+    dev.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    dev.add_argument("--host", default="127.0.0.1")
+    return parser
+
+
+async def _run_migrate() -> int:
+    conn = await asyncpg.connect(database_url_from_env())
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    print("applied: " + ", ".join(applied) if applied else "nothing to apply; schema is current")
+    return 0
+
+
+async def _run_tenants(args: argparse.Namespace) -> int:
+    conn = await asyncpg.connect(database_url_from_env())
+    try:
+        if args.action == "add":
+            await add_mapping(
+                conn, args.tenant, args.workspace, args.dashboard, is_default=args.default
+            )
+            print(f"mapped {args.tenant} / {args.workspace} -> {args.dashboard}")
+        elif args.action == "list":
+            rows = await list_mappings(conn, args.tenant)
+            print(f"{'TENANT':<24} {'WORKSPACE':<24} {'DASHBOARD':<24} DEFAULT  CREATED")
+            for m in rows:
+                print(
+                    f"{m.tenant_id:<24} {m.workspace_id:<24} {m.dashboard_id:<24} "
+                    f"{'yes' if m.is_default else 'no':<8} {m.created_at:%Y-%m-%d %H:%M:%S%z}"
+                )
+        else:
+            if not await remove_mapping(conn, args.tenant, args.workspace, args.dashboard):
+                print(
+                    f"no mapping {args.tenant} / {args.workspace} -> {args.dashboard}",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"removed {args.tenant} / {args.workspace} -> {args.dashboard}")
+    finally:
+        await conn.close()
+    return 0
+
+
+def _workers(raw: str) -> int:
+    import os  # noqa: PLC0415 - only `serve` needs it
+
+    if raw == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ConfigError("--workers must be a number or 'auto'") from None
+    if not 1 <= count <= 256:
+        raise ConfigError("--workers must be between 1 and 256")
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from gateway.serve import serve  # noqa: PLC0415 - keeps admin commands light
+
+            settings = load_settings()
+            configure_logging(settings.log_level, settings.log_format)
+            return serve(settings, workers=_workers(args.workers))
+        if args.command == "migrate":
+            configure_logging("info", "text")
+            return asyncio.run(_run_migrate())
+        if args.command == "tenants":
+            return asyncio.run(_run_tenants(args))
+        from gateway.devserver import run_dev  # noqa: PLC0415 - pulls in the embedded servers
+
+        return run_dev(data_dir=args.data_dir, host=args.host, port=args.port)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"gateway: {args.command} failed: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,221 @@
+"""Settings read from the environment once, at start-up, and validated there."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+MIN_SECRET_BYTES = 32
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("json", "text")
+# Asymmetric and HMAC algorithms PyJWT verifies; "none" is never among them.
+SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
+_CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{0,64}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable and never its value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs, validated; secrets are kept out of repr."""
+
+    database_url: str = field(repr=False)
+    redis_url: str = field(repr=False)
+    api_key_id: str
+    signing_secret: bytes = field(repr=False)
+    jwt_secret: bytes | None = field(default=None, repr=False)
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: int = 30
+    tenant_claim: str = "organization_id"
+    token_ttl: int = 3600
+    refresh_buffer: int = 300
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    log_format: str = "json"
+    redis_prefix: str = "gw:"
+    audit_batch_size: int = 500
+    audit_flush_interval: float = 0.2
+    audit_queue_size: int = 100_000
+    db_timeout: float = 1.0
+    redis_timeout: float = 0.05
+    shutdown_timeout: float = 10.0
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = _get(env, name)
+    if value is None:
+        raise ConfigError(f"{name} is required")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> bytes | None:
+    """Read NAME or NAME_FILE (a path whose contents, minus a trailing newline, are the secret)."""
+    direct = env.get(name)
+    path = _get(env, f"{name}_FILE")
+    if direct and path:
+        raise ConfigError(f"set only one of {name} and {name}_FILE")
+    if path:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE cannot be read ({exc.strerror})") from None
+        return data.rstrip(b"\r\n")
+    if direct:
+        return direct.encode()
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_get(env, name) or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str:
+    value = _require(env, name)
+    if urlsplit(value).scheme not in schemes:
+        raise ConfigError(
+            f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+        )
+    return value
+
+
+def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The PostgreSQL DSN alone, for commands that need nothing else (migrate, tenants)."""
+    return _url(
+        os.environ if env is None else env, "GATEWAY_DATABASE_URL", ("postgresql", "postgres")
+    )
+
+
+def _algorithms(env: Mapping[str, str], has_secret: bool, has_jwks: bool) -> tuple[str, ...]:
+    raw = _get(env, "GATEWAY_JWT_ALGORITHMS")
+    if raw is None:
+        default: list[str] = []
+        if has_secret:
+            default.append("HS256")
+        if has_jwks:
+            default += ["RS256", "ES256"]
+        return tuple(default)
+    algorithms = tuple(a.strip() for a in raw.split(",") if a.strip())
+    for alg in algorithms:
+        if alg not in SUPPORTED_ALGORITHMS:
+            raise ConfigError(
+                f"GATEWAY_JWT_ALGORITHMS: {alg!r} is not supported "
+                f"(choose from {', '.join(SUPPORTED_ALGORITHMS)})"
+            )
+    if not algorithms:
+        raise ConfigError("GATEWAY_JWT_ALGORITHMS must name at least one algorithm")
+    if any(a.startswith("HS") for a in algorithms) and not has_secret:
+        raise ConfigError(
+            "GATEWAY_JWT_ALGORITHMS names an HS algorithm but GATEWAY_JWT_SECRET is unset"
+        )
+    if any(not a.startswith("HS") for a in algorithms) and not has_jwks:
+        raise ConfigError(
+            "GATEWAY_JWT_ALGORITHMS names an RS/ES algorithm but GATEWAY_JWT_JWKS_URL is unset"
+        )
+    return algorithms
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment, raising ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    database_url = database_url_from_env(env)
+    redis_url = _url(env, "GATEWAY_REDIS_URL", ("redis", "rediss", "unix"))
+    api_key_id = _require(env, "GATEWAY_API_KEY_ID")
+
+    signing_secret = _secret(env, "GATEWAY_SIGNING_SECRET")
+    if signing_secret is None:
+        raise ConfigError("GATEWAY_SIGNING_SECRET (or GATEWAY_SIGNING_SECRET_FILE) is required")
+    if len(signing_secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"GATEWAY_SIGNING_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+
+    jwt_secret = _secret(env, "GATEWAY_JWT_SECRET")
+    # RFC 7518 section 3.2: an HS256 key shorter than the hash is guessable offline.
+    if jwt_secret is not None and len(jwt_secret) < MIN_SECRET_BYTES:
+        raise ConfigError(f"GATEWAY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    jwks_url = _get(env, "GATEWAY_JWT_JWKS_URL")
+    if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
+        raise ConfigError("GATEWAY_JWT_JWKS_URL must be an http:// or https:// URL")
+    if jwt_secret is None and jwks_url is None:
+        raise ConfigError(
+            "GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) or GATEWAY_JWT_JWKS_URL is required"
+        )
+
+    tenant_claim = _get(env, "GATEWAY_TENANT_CLAIM") or "organization_id"
+    if not _CLAIM_NAME.match(tenant_claim):
+        raise ConfigError("GATEWAY_TENANT_CLAIM must be a claim name ([A-Za-z0-9_.:-], 1-64)")
+    prefix = env.get("GATEWAY_REDIS_PREFIX", "gw:")
+    if not _PREFIX.match(prefix):
+        raise ConfigError("GATEWAY_REDIS_PREFIX may only hold [A-Za-z0-9_.:-], at most 64")
+
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        api_key_id=api_key_id,
+        signing_secret=signing_secret,
+        jwt_secret=jwt_secret,
+        jwt_jwks_url=jwks_url,
+        jwt_algorithms=_algorithms(env, jwt_secret is not None, jwks_url is not None),
+        jwt_issuer=_get(env, "GATEWAY_JWT_ISSUER"),
+        jwt_audience=_get(env, "GATEWAY_JWT_AUDIENCE"),
+        jwt_leeway=_int(env, "GATEWAY_JWT_LEEWAY", 30, 0, 300),
+        tenant_claim=tenant_claim,
+        token_ttl=_int(env, "GATEWAY_TOKEN_TTL", 3600, 1, 7 * 24 * 3600),
+        refresh_buffer=_int(env, "GATEWAY_REFRESH_BUFFER", 300, 0, 7 * 24 * 3600),
+        host=_get(env, "GATEWAY_HOST") or "127.0.0.1",
+        port=_int(env, "GATEWAY_PORT", 8080, 0, 65535),
+        log_level=_choice(env, "GATEWAY_LOG_LEVEL", "info", LOG_LEVELS),
+        log_format=_choice(env, "GATEWAY_LOG_FORMAT", "json", LOG_FORMATS),
+        redis_prefix=prefix,
+        audit_batch_size=_int(env, "GATEWAY_AUDIT_BATCH_SIZE", 500, 1, 100_000),
+        audit_flush_interval=_float(env, "GATEWAY_AUDIT_FLUSH_INTERVAL", 0.2, 0.001, 60.0),
+        audit_queue_size=_int(env, "GATEWAY_AUDIT_QUEUE_SIZE", 100_000, 1, 10_000_000),
+        db_timeout=_float(env, "GATEWAY_DB_TIMEOUT", 1.0, 0.01, 60.0),
+        redis_timeout=_float(env, "GATEWAY_REDIS_TIMEOUT", 0.05, 0.001, 10.0),
+        shutdown_timeout=_float(env, "GATEWAY_SHUTDOWN_TIMEOUT", 10.0, 0.0, 600.0),
+    )

@@ -1,0 +1,100 @@
+"""HTTP handlers: parse, call the domain, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+import orjson
+from aiohttp import web
+
+from gateway.auth import bearer_token, check_tenant
+from gateway.errors import PayloadTooLarge, Unauthenticated
+from gateway.exchange import Exchange
+from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.state import DB_POOL, EXCHANGE, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.token_request import MAX_BODY_BYTES, check_media_type, parse_token_request
+
+log = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("request body is over the 16 KiB limit")
+    # The app's client_max_size makes read() refuse a longer chunked body (HTTP 413).
+    return await request.read()
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    """POST /api/v1/dashboards/iframe-token (and the vendor's path)."""
+    app = request.app
+    exchange = Exchange(api_key_id=app[ISSUER].api_key_id)
+    request[EXCHANGE] = exchange
+    try:
+        caller = app[VERIFIER].verify(bearer_token(request.headers.getall("Authorization", [])))
+    except Unauthenticated as exc:
+        app[METRICS].auth_failures.labels(exc.reason).inc()
+        raise
+    exchange.subject = caller.subject
+    check_media_type(request.headers.get("Content-Type", ""))
+    body = parse_token_request(await _read_body(request))
+    exchange.tenant_id, exchange.workspace_id = body.tenant_id, body.workspace_id
+    exchange.dashboard_id = body.dashboard_id
+    check_tenant(caller, body.tenant_id)
+
+    issued = await app[ISSUER].issue(body)
+    token = issued.token
+    exchange.dashboard_id, exchange.token = token.dashboard_id, token.token
+    exchange.expires_at, exchange.cache_hit = token.valid_until, issued.cache_hit
+    app[METRICS].cache.labels("hit" if issued.cache_hit else "miss").inc()
+    if not issued.cache_hit:
+        app[METRICS].mints.inc()
+    payload = {
+        "token": token.token,
+        "dashboard_id": token.dashboard_id,
+        "expires_at": token.valid_until,
+    }
+    return web.Response(
+        body=orjson.dumps(payload), content_type="application/json", headers=NO_STORE
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive."""
+    return web.json_response({"status": "ok"}, headers=NO_STORE)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """PostgreSQL and Redis both answer; 503 naming whichever does not."""
+    app = request.app
+    timeout = max(app[SETTINGS].db_timeout, 0.5)
+    checks: dict[str, str] = {}
+
+    async def check(name: str, probe: Awaitable[object]) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await probe
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the type is reported
+            checks[name] = f"unreachable ({type(exc).__name__})"
+
+    await asyncio.gather(
+        check("postgresql", app[DB_POOL].fetchval("SELECT 1")),
+        check("redis", app[REDIS].ping()),
+    )
+    ready = all(v == "ok" for v in checks.values())
+    failing = [name for name, v in checks.items() if v != "ok"]
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return web.json_response(body, status=200 if ready else 503, headers=NO_STORE)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    response = web.Response(body=request.app[METRICS].render())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response

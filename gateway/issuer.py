@@ -1,0 +1,163 @@
+"""Get an embed token: reuse the cached one while the rule allows, else look up and mint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from gateway.cache import DEFAULT_DASHBOARD, TokenCache, cache_key, key_fingerprint
+from gateway.dashboards import lookup_dashboard
+from gateway.errors import Unavailable
+from gateway.token_request import TokenRequest
+from gateway.tokens import EmbedToken, mint_v1
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """What the endpoint answers, and whether it came from the cache."""
+
+    token: EmbedToken
+    cache_hit: bool
+
+
+class SingleFlight:
+    """Concurrent callers with the same key share one running computation."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Task[Issued]] = {}
+
+    async def run(self, key: str, work: Callable[[], Awaitable[Issued]]) -> Issued:
+        """Run `work` unless it already runs for `key`; either way return its result."""
+        task = self._running.get(key)
+        if task is None:
+
+            async def wrapped() -> Issued:
+                try:
+                    return await work()
+                finally:
+                    del self._running[key]
+
+            task = asyncio.ensure_future(wrapped())
+            self._running[key] = task
+        # shield: one caller hanging up must not cancel the work the others wait for.
+        return await asyncio.shield(task)
+
+
+class TokenIssuer:
+    """The cache rule and the mint, over a PostgreSQL pool and a Redis cache passed in."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        cache: TokenCache,
+        signing_secret: bytes,
+        api_key_id: str,
+        token_ttl: int,
+        refresh_buffer: int,
+        redis_prefix: str,
+        db_timeout: float = 1.0,
+        clock: Clock = time.time,
+    ) -> None:
+        self._pool = pool
+        self._cache = cache
+        self._secret = signing_secret
+        self._api_key_id = api_key_id
+        self._ttl = token_ttl
+        self._buffer = refresh_buffer
+        self._prefix = redis_prefix
+        self._fingerprint = key_fingerprint(signing_secret)
+        self._db_timeout = db_timeout
+        self._clock = clock
+        self._flight = SingleFlight()
+        self.lookups = 0  # database lookups made; tests pin single flight with it
+
+    @property
+    def api_key_id(self) -> str:
+        """The API key id put in every token."""
+        return self._api_key_id
+
+    def key(self, workspace_id: str, tenant_id: str, dashboard_id: str) -> str:
+        """The cache key of one (workspace, tenant, dashboard) under this signing key."""
+        return cache_key(
+            self._prefix, self._fingerprint, self._api_key_id, workspace_id, tenant_id, dashboard_id
+        )
+
+    async def issue(self, request: TokenRequest) -> Issued:
+        """The token for this (already authorised) request."""
+        key = self.key(
+            request.workspace_id, request.tenant_id, request.dashboard_id or DEFAULT_DASHBOARD
+        )
+        cached = await self._cache.get(key, self._clock())
+        if cached is not None:
+            return Issued(cached, cache_hit=True)
+        return await self._flight.run(key, lambda: self._resolve(request, key))
+
+    async def _lookup(self, request: TokenRequest) -> str:
+        self.lookups += 1
+        try:
+            async with asyncio.timeout(self._db_timeout):
+                return await lookup_dashboard(
+                    self._pool, request.tenant_id, request.workspace_id, request.dashboard_id
+                )
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+        ) as exc:
+            log.warning("dashboard lookup failed: %s", type(exc).__name__)
+            raise Unavailable("the dashboard directory is unavailable", reason="database") from None
+
+    async def _resolve(self, request: TokenRequest, key: str) -> Issued:
+        # Checked again inside the flight: a token may have landed while we queued.
+        cached = await self._cache.get(key, self._clock())
+        if cached is not None:
+            return Issued(cached, cache_hit=True)
+        dashboard_id = await self._lookup(request)
+        canonical = self.key(request.workspace_id, request.tenant_id, dashboard_id)
+        issued = None
+        if canonical != key:
+            # A request for the default dashboard shares the token of an explicit request for it.
+            hit = await self._cache.get(canonical, self._clock())
+            if hit is not None:
+                issued = Issued(hit, cache_hit=True)
+        if issued is None:
+            issued = await self._mint_and_share(request, dashboard_id, canonical)
+        if canonical != key:
+            await self._cache.put(key, issued.token, self._clock(), only_if_absent=False)
+        return issued
+
+    async def _mint_and_share(self, request: TokenRequest, dashboard_id: str, key: str) -> Issued:
+        now = self._clock()
+        token = EmbedToken(
+            token=mint_v1(
+                self._secret,
+                api_key_id=self._api_key_id,
+                workspace_id=request.workspace_id,
+                tenant_id=request.tenant_id,
+                dashboard_id=dashboard_id,
+                valid_until=int(now) + self._ttl,
+            ),
+            dashboard_id=dashboard_id,
+            valid_until=int(now) + self._ttl,
+        )
+        stored = await self._cache.put(key, token, now, only_if_absent=True)
+        if stored is not False:
+            return Issued(token, cache_hit=False)
+        # Another instance stored one first (or Redis is unreachable): prefer theirs when reusable,
+        # so every instance hands out the same token for a key.
+        winner = await self._cache.get(key, self._clock())
+        if winner is not None:
+            return Issued(winner, cache_hit=True)
+        await self._cache.put(key, token, now, only_if_absent=False)
+        return Issued(token, cache_hit=False)

@@ -1,0 +1,25 @@
+"""Typed application state: one AppKey per shared object."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gateway.audit import AuditWriter
+from gateway.auth import JwtVerifier
+from gateway.config import Settings
+from gateway.exchange import Exchange
+from gateway.issuer import TokenIssuer
+from gateway.metrics import Metrics
+
+SETTINGS = web.AppKey("settings", Settings)
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+AUDIT = web.AppKey("audit", AuditWriter)
+ISSUER = web.AppKey("issuer", TokenIssuer)
+VERIFIER = web.AppKey("verifier", JwtVerifier)
+METRICS = web.AppKey("metrics", Metrics)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+EXCHANGE = web.RequestKey("exchange", Exchange)
