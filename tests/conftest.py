@@ -1,0 +1,138 @@
+"""Fixtures: real PostgreSQL and Redis (the machine's when given, else embedded), the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+
+from gateway.app import create_app
+from gateway.config import Settings
+from gateway.migrate import migrate
+from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of a PostgreSQL server: GATEWAY_TEST_DATABASE_URL's, or an embedded one."""
+    given = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    from gateway.embedded import EmbeddedPostgres  # noqa: PLC0415 - only without a given server
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a Redis server: GATEWAY_TEST_REDIS_URL's, or an embedded one."""
+    given = os.environ.get("GATEWAY_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    from gateway.embedded import EmbeddedRedis  # noqa: PLC0415 - only without a given server
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: str) -> Iterator[str]:
+    """A database of this test run's own, migrated; dropped at the end."""
+    name = f"gw_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def setup(dsn: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    dsn = _with_database(pg_server, name)
+    asyncio.run(setup(dsn))
+    yield dsn
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix of this test run's own; its keys are deleted at the end."""
+    prefix = f"gwtest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server)
+    try:
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test database, with both tables emptied for this test."""
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("TRUNCATE tenant_dashboards, audit_events")
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_server: str, redis_prefix: str) -> Settings:
+    """Settings for one test: its own Redis key prefix, quick audit flushes."""
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_server,
+        api_key_id=API_KEY_ID,
+        signing_secret=SIGNING_SECRET,
+        jwt_secret=JWT_SECRET,
+        redis_prefix=f"{redis_prefix}{uuid.uuid4().hex[:8]}:",
+        audit_flush_interval=0.02,
+        # A shared CI machine can stall a loopback round trip; the default 50 ms is for production.
+        redis_timeout=2.0,
+        db_timeout=5.0,
+    )
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., Any]:
+    """Start the real app (create_app) with settings changed as given, and return a test client."""
+
+    async def start(settings: Settings, **changes: Any) -> Any:
+        return await aiohttp_client(create_app(replace(settings, **changes)))
+
+    return start
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Any], settings: Settings) -> Any:
+    """A test client of the app with the default test settings."""
+    return await make_client(settings)

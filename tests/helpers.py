@@ -1,0 +1,56 @@
+"""Helpers the tests share: caller JWTs, request headers, waiting for audit rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jwt
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+JWT_SECRET = b"test-caller-jwt-secret-0123456789abcdef-0123456789abcdef-0123456"
+SIGNING_SECRET = b"test-signing-secret-0123456789abcdef!!"
+API_KEY_ID = "key-test"
+
+
+def make_jwt(
+    tenant: Any = "org-123",
+    *,
+    sub: Any = "user-1",
+    secret: bytes = JWT_SECRET,
+    algorithm: str = "HS256",
+    lifetime: int = 600,
+    claim: str = "organization_id",
+    **extra: Any,
+) -> str:
+    """A caller JWT; pass extra claims to add or override (None removes one)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, claim: tenant, "iat": now, "exp": now + lifetime}
+    claims.update(extra)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def auth(token: str | None = None, **kwargs: Any) -> dict[str, str]:
+    """Headers for a JSON request with a caller JWT."""
+    return {
+        "Authorization": f"Bearer {token or make_jwt(**kwargs)}",
+        "Content-Type": "application/json",
+    }
+
+
+async def audit_rows(
+    conn: asyncpg.Connection, request_id: str, *, expect: int = 1, timeout: float = 5.0
+) -> list[asyncpg.Record]:
+    """The audit rows of one request, waiting for the background writer to deliver them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await conn.fetch(
+            "SELECT * FROM audit_events WHERE request_id = $1 ORDER BY event_id", request_id
+        )
+        if len(rows) >= expect or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.02)
