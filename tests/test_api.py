@@ -1,4 +1,4 @@
-"""The token endpoint over HTTP, on the real app, PostgreSQL and Redis: answers, errors, audit rows."""
+"""The token endpoint over HTTP on the real app, PostgreSQL and Redis: answers, errors, audit."""
 
 from __future__ import annotations
 
