@@ -50,6 +50,8 @@ class Settings:
     db_timeout: float = 1.0
     redis_timeout: float = 0.05
     shutdown_timeout: float = 10.0
+    # Only `gateway dev` turns this on; it is never read from the environment.
+    dev_routes: bool = False
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
