@@ -112,6 +112,18 @@ def _workers(raw: str) -> int:
     return count
 
 
+def _run_dev(args: argparse.Namespace) -> int:
+    # Imported here: the embedded servers come with the `dev` extra, not with `serve`.
+    from gateway.devserver import run_dev  # noqa: PLC0415
+    from gateway.embedded import EmbeddedServerError  # noqa: PLC0415
+
+    try:
+        return run_dev(data_dir=args.data_dir, host=args.host, port=args.port)
+    except EmbeddedServerError as exc:
+        print(f"gateway: dev failed: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -127,9 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_migrate())
         if args.command == "tenants":
             return asyncio.run(_run_tenants(args))
-        from gateway.devserver import run_dev  # noqa: PLC0415 - pulls in the embedded servers
-
-        return run_dev(data_dir=args.data_dir, host=args.host, port=args.port)
+        return _run_dev(args)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -123,8 +123,8 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
         settings = replace(load_settings(env), dev_routes=True)
         configure_logging(settings.log_level, settings.log_format)
         token = demo_jwt(values["jwt_secret"], settings.tenant_claim)
-        print(banner(f"http://{host}:{port}", token, dsn), flush=True)
-        run_worker(settings)
+        ready = banner(f"http://{host}:{port}", token, dsn)
+        run_worker(settings, on_listening=lambda: print(ready, flush=True))
     finally:
         redis.stop()
         postgres.stop()

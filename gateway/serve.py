@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -26,8 +27,15 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run_worker(settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve until SIGINT/SIGTERM, then finish in-flight requests and run every cleanup."""
+def run_worker(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then finish in-flight requests and run every cleanup.
+
+    `on_listening` runs once the socket accepts connections.
+    """
     app = create_app(settings)
     web.run_app(
         app,
@@ -37,7 +45,8 @@ def run_worker(settings: Settings, sock: socket.socket | None = None) -> None:
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
         loop=_new_loop(),
-        print=None,
+        # run_app calls `print` once its sites listen: the moment to say "ready".
+        print=None if on_listening is None else (lambda _msg: on_listening()),
         handle_signals=True,
     )
 
