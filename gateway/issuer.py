@@ -20,6 +20,17 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+# Failures that mean "PostgreSQL is not reachable right now" (503), as opposed to a bug (500).
+_DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Issued:
@@ -109,12 +120,7 @@ class TokenIssuer:
                 return await lookup_dashboard(
                     self._pool, request.tenant_id, request.workspace_id, request.dashboard_id
                 )
-        except (
-            OSError,
-            TimeoutError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-        ) as exc:
+        except _DATABASE_DOWN as exc:
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
             raise Unavailable("the dashboard directory is unavailable", reason="database") from None
 

@@ -10,7 +10,17 @@ from typing import Any
 import asyncpg
 import jwt
 
+# The team's shared folder sits beside the repository (as in CI); the vectors are also vendored
+# in tests/vectors so a lone clone still tests against them.
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+VECTORS_FILE = next(
+    p
+    for p in (
+        SHARED / "vectors" / "iframe-token-v1.json",
+        Path(__file__).parent / "vectors" / "iframe-token-v1.json",
+    )
+    if p.exists()
+)
 JWT_SECRET = b"test-caller-jwt-secret-0123456789abcdef-0123456789abcdef-0123456"
 SIGNING_SECRET = b"test-signing-secret-0123456789abcdef!!"
 API_KEY_ID = "key-test"

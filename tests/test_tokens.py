@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from gateway.tokens import is_reusable, mint_v1, sign_v1, token_sha256, verify_v1
-from tests.helpers import SHARED
+from tests.helpers import VECTORS_FILE
 
-VECTORS = json.loads((SHARED / "vectors" / "iframe-token-v1.json").read_text())["cases"]
+VECTORS = json.loads(VECTORS_FILE.read_text())["cases"]
 
 
 @pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
@@ -70,3 +71,9 @@ def test_token_sha256_is_hex_of_the_token() -> None:
     assert len(digest) == 64
     assert digest == digest.lower()
     assert digest != token_sha256(VECTORS[1]["token"])
+
+
+def test_vendored_vectors_match_the_shared_ones() -> None:
+    """tests/vectors is a copy of the shared reference; it must not drift from it."""
+    here = json.loads((Path(__file__).parent / "vectors" / "iframe-token-v1.json").read_text())
+    assert here["cases"] == VECTORS
