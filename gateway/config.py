@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 MIN_SECRET_BYTES = 32
@@ -85,30 +86,30 @@ def _secret(env: Mapping[str, str], name: str) -> bytes | None:
     return None
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: _N, low: _N, high: _N, kind: type[_N]
+) -> _N:
     raw = _get(env, name)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer") from None
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _number(env, name, default, low, high, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}")
-    return value
+    return _number(env, name, default, low, high, float)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

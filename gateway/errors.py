@@ -79,28 +79,8 @@ class UnsupportedMediaType(GatewayError):
     event = "invalid_request"
 
 
-class RateLimited(GatewayError):
-    """Over a rate limit; `retry_after` is in whole seconds."""
-
-    status = 429
-    code = "rate_limited"
-    event = "rate_limited"
-
-    def __init__(self, message: str, *, retry_after: int, reason: str | None = None) -> None:
-        super().__init__(message, reason=reason)
-        self.retry_after = max(1, retry_after)
-
-    def headers(self) -> dict[str, str]:
-        """Tell the caller when to come back."""
-        return {"Retry-After": str(self.retry_after)}
-
-
-class Unavailable(GatewayError):
-    """A dependency this request needs is down."""
-
-    status = 503
-    code = "unavailable"
-    event = "unavailable"
+class _RetryLater(GatewayError):
+    """An error the caller may retry after `retry_after` whole seconds."""
 
     def __init__(self, message: str, *, retry_after: int = 1, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)
@@ -109,3 +89,19 @@ class Unavailable(GatewayError):
     def headers(self) -> dict[str, str]:
         """Tell the caller when to come back."""
         return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(_RetryLater):
+    """Over a rate limit."""
+
+    status = 429
+    code = "rate_limited"
+    event = "rate_limited"
+
+
+class Unavailable(_RetryLater):
+    """A dependency this request needs is down."""
+
+    status = 503
+    code = "unavailable"
+    event = "unavailable"
