@@ -88,7 +88,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             log.warning("request failed: %s", exc.message, extra={"request_id": request_id})
     except web.HTTPException as exc:
         response, code = _from_http_exception(exc, request_id)
-        event = "invalid_request" if response.status == 413 else None
+        # Only reached by the token route for protocol-level refusals (413, a bad body encoding).
+        event = "invalid_request" if response.status < 500 else "internal_error"
         reason = code
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
