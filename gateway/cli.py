@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, tenants, dev."""
+"""The `gateway` command: serve, migrate, tenants, audit, dev."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from gateway import audit_cli
 from gateway.config import ConfigError, database_url_from_env, load_settings
 from gateway.dashboards import add_mapping, list_mappings, remove_mapping
 from gateway.logs import configure_logging
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--tenant", required=True, type=_id)
     rm.add_argument("--workspace", required=True, type=_id)
     rm.add_argument("--dashboard", required=True, type=_id)
+
+    audit_cli.add_parser(sub, _id)
 
     dev = sub.add_parser("dev", help="one-command demo with embedded PostgreSQL and Redis")
     dev.add_argument("--data-dir", default=".gateway-dev", help="where the demo keeps its data")
@@ -112,7 +115,7 @@ def _workers(raw: str) -> int:
     return count
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
@@ -127,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run_migrate())
         if args.command == "tenants":
             return asyncio.run(_run_tenants(args))
+        if args.command == "audit":
+            configure_logging("info", "text")
+            return asyncio.run(audit_cli.run(args))
         from gateway.devserver import run_dev  # noqa: PLC0415 - pulls in the embedded servers
 
         return run_dev(data_dir=args.data_dir, host=args.host, port=args.port)
