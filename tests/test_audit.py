@@ -149,9 +149,12 @@ async def test_retry_after_commit_never_duplicates(pool, db, tmp_path) -> None:
             raise ConnectionResetError("connection lost before the commit was acknowledged")
 
     writer = AuditWriter(
-        pool, spool=Spool(tmp_path / "spool"), batch_size=500, flush_interval=0.02,
+        pool,
+        spool=Spool(tmp_path / "spool"),
+        batch_size=500,
+        flush_interval=0.02,
         write=ack_lost_first,
-    )  # fmt: skip
+    )
     writer.start()
     for event in make_events(1200):
         writer.emit(event)
@@ -173,9 +176,12 @@ async def test_batches_flush_by_size_and_by_age(pool, db, tmp_path) -> None:
         await write_batch(p, batch)
 
     writer = AuditWriter(
-        pool, spool=Spool(tmp_path / "spool"), batch_size=500, flush_interval=0.5,
+        pool,
+        spool=Spool(tmp_path / "spool"),
+        batch_size=500,
+        flush_interval=0.5,
         write=recording,
-    )  # fmt: skip
+    )
     for event in make_events(1000):
         writer.emit(event)
     writer.start()
