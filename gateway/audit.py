@@ -13,10 +13,10 @@ import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -118,26 +118,41 @@ class AuditEvent:
         return cls(**data)
 
 
-async def write_batch(pool: asyncpg.Pool, events: list[AuditEvent]) -> None:
+async def write_batch(pool: asyncpg.Pool, events: list[AuditEvent], *, fresh: bool = False) -> None:
     """Write events with one COPY; retrying after an unknown outcome cannot duplicate them.
 
-    COPY goes to a temporary table first, then INSERT … ON CONFLICT DO NOTHING on the event's
-    key, all in one transaction.
+    The idempotent path COPYs into a temporary table, then INSERT … ON CONFLICT DO NOTHING on the
+    event's key, in one transaction. A `fresh` batch, one never sent before, cannot hold a row
+    that is already there (its ids were just made), so it is COPYed straight into audit_events:
+    half the work. Any retry, replay or shutdown flush must pass fresh=False.
     """
     records = [e.record() for e in events]
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS audit_events_stage"
-            " (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        await conn.copy_records_to_table("audit_events_stage", records=records, columns=COLUMNS)
-        await conn.execute(
-            "INSERT INTO audit_events SELECT * FROM audit_events_stage"
-            " ON CONFLICT (event_id, occurred_at) DO NOTHING"
-        )
+    async with pool.acquire() as conn:
+        if fresh:
+            try:
+                await conn.copy_records_to_table("audit_events", records=records, columns=COLUMNS)
+            except asyncpg.UniqueViolationError:
+                pass  # not so fresh after all: fall through to the idempotent path
+            else:
+                return
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS audit_events_stage"
+                " (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            await conn.copy_records_to_table("audit_events_stage", records=records, columns=COLUMNS)
+            await conn.execute(
+                "INSERT INTO audit_events SELECT * FROM audit_events_stage"
+                " ON CONFLICT (event_id, occurred_at) DO NOTHING"
+            )
 
 
-WriteFn = Callable[[asyncpg.Pool, list[AuditEvent]], Awaitable[None]]
+class WriteFn(Protocol):
+    """How the writer writes a batch (write_batch, or a test's wrapper around it)."""
+
+    def __call__(
+        self, pool: asyncpg.Pool, events: list[AuditEvent], *, fresh: bool = False
+    ) -> Awaitable[None]: ...
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -332,10 +347,10 @@ class AuditWriter:
             except TimeoutError:
                 break
 
-    async def _write(self, batch: list[AuditEvent]) -> None:
+    async def _write(self, batch: list[AuditEvent], *, fresh: bool = False) -> None:
         started = time.perf_counter()
         async with asyncio.timeout(self._write_timeout):
-            await self._write_fn(self._pool, batch)
+            await self._write_fn(self._pool, batch, fresh=fresh)
         self.written += len(batch)
         if self._metrics is not None:
             self._metrics.audit_written.inc(len(batch))
@@ -397,7 +412,8 @@ class AuditWriter:
             backoff = 0.05
             for attempt in range(self._retry_attempts):
                 try:
-                    await self._write(self._inflight)
+                    # Only the first attempt is fresh: after a failure its outcome is unknown.
+                    await self._write(self._inflight, fresh=attempt == 0)
                 except WRITE_ERRORS as exc:
                     # Keep the batch and retry: event ids make a retried batch harmless.
                     if self._metrics is not None:

@@ -129,8 +129,9 @@ async def _has(conn: asyncpg.Connection, prefix: str, n: int) -> bool:
 async def test_write_batch_twice_writes_once(pool, db) -> None:
     """The same batch written twice (a retry after an unknown outcome) leaves one row per event."""
     events = make_events(700)
+    await write_batch(pool, events, fresh=True)
     await write_batch(pool, events)
-    await write_batch(pool, events)
+    await write_batch(pool, events, fresh=True)  # wrongly called fresh: still no duplicate
     assert await count_rows(db) == 700
     assert await db.fetchval("SELECT count(DISTINCT event_id) FROM audit_events") == 700
 
@@ -139,10 +140,10 @@ async def test_retry_after_commit_never_duplicates(pool, db, tmp_path) -> None:
     """A batch whose COPY committed but whose answer was lost is retried without duplicates."""
     calls = 0
 
-    async def ack_lost_first(p: asyncpg.Pool, batch: list[AuditEvent]) -> None:
+    async def ack_lost_first(p: asyncpg.Pool, batch: list[AuditEvent], *, fresh: bool) -> None:
         nonlocal calls
         calls += 1
-        await write_batch(p, batch)  # committed for real...
+        await write_batch(p, batch, fresh=fresh)  # committed for real...
         if calls == 1:
             # ...and seen by the database before the writer hears a thing:
             assert await count_rows(db) == len(batch)
@@ -171,9 +172,9 @@ async def test_batches_flush_by_size_and_by_age(pool, db, tmp_path) -> None:
     """A full batch goes at once; a lone event goes after flush_interval, not before."""
     sizes: list[int] = []
 
-    async def recording(p: asyncpg.Pool, batch: list[AuditEvent]) -> None:
+    async def recording(p: asyncpg.Pool, batch: list[AuditEvent], *, fresh: bool) -> None:
         sizes.append(len(batch))
-        await write_batch(p, batch)
+        await write_batch(p, batch, fresh=fresh)
 
     writer = AuditWriter(
         pool,
