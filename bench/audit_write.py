@@ -134,7 +134,7 @@ async def bench(dsn: str, n: int, n_single: int, runs: int) -> None:
     print("| method | events/s |")
     print("|---|---:|")
     for method, label in (
-        ("writer", "gateway AuditWriter (COPY to stage + INSERT … ON CONFLICT, batches of 500)"),
+        ("writer", "gateway AuditWriter (COPY, batches of 500)"),
         ("executemany", "executemany INSERT, 500 per call"),
         ("single", "one INSERT per event"),
     ):
