@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,6 +19,8 @@ from gateway.config import Settings
 from gateway.issuer import TokenIssuer
 from gateway.metrics import Metrics
 from gateway.middleware import gateway_middleware
+from gateway.partitions import maintain_forever
+from gateway.spool import Spool
 from gateway.state import AUDIT, DB_POOL, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
 from gateway.token_request import MAX_BODY_BYTES
 
@@ -54,19 +58,36 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    spool = Spool(settings.audit_spool_dir)
     writer = AuditWriter(
         app[DB_POOL],
+        spool=spool,
         batch_size=settings.audit_batch_size,
         flush_interval=settings.audit_flush_interval,
         queue_size=settings.audit_queue_size,
         metrics=app[METRICS],
+        write_timeout=settings.audit_write_timeout,
     )
     app[AUDIT] = writer
     app[METRICS].track_queue(lambda: writer.depth)
+    app[METRICS].track_spool(lambda: spool.pending_bytes)
+    # The first thing the writer does is replay what a previous process left in the spool.
     writer.start()
     yield
-    # Cleanup runs in reverse order, so this flush happens before the pool closes.
+    # Cleanup runs in reverse order, so this flush happens before the pool closes; what cannot be
+    # written within the shutdown timeout goes to the spool.
     await writer.close(timeout=settings.shutdown_timeout)
+
+
+async def _partitions(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(
+        maintain_forever(app[DB_POOL], days_ahead=app[SETTINGS].audit_partition_days_ahead),
+        name="audit-partitions",
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _issuer(app: web.Application) -> AsyncIterator[None]:
@@ -90,7 +111,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = JwtVerifier(settings)
-    app.cleanup_ctx.extend([_postgres, _redis, _audit, _issuer])
+    app.cleanup_ctx.extend([_postgres, _redis, _audit, _partitions, _issuer])
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, tenants, dev."""
+"""The `gateway` command: serve, migrate, tenants, audit, dev."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from gateway import audit_cli
 from gateway.config import ConfigError, database_url_from_env, load_settings
 from gateway.dashboards import add_mapping, list_mappings, remove_mapping
 from gateway.logs import configure_logging
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--tenant", required=True, type=_id)
     rm.add_argument("--workspace", required=True, type=_id)
     rm.add_argument("--dashboard", required=True, type=_id)
+
+    audit_cli.add_parser(sub, _id)
 
     dev = sub.add_parser("dev", help="one-command demo with embedded PostgreSQL and Redis")
     dev.add_argument("--data-dir", default=".gateway-dev", help="where the demo keeps its data")
@@ -124,22 +127,37 @@ def _run_dev(args: argparse.Namespace) -> int:
         return 1
 
 
+def _run_serve(args: argparse.Namespace) -> int:
+    from gateway.serve import serve  # noqa: PLC0415 - keeps admin commands light
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return serve(settings, workers=_workers(args.workers))
+
+
+def _run_admin(args: argparse.Namespace) -> int:
+    configure_logging("info", "text")
+    if args.command == "migrate":
+        return asyncio.run(_run_migrate())
+    if args.command == "tenants":
+        return asyncio.run(_run_tenants(args))
+    return asyncio.run(audit_cli.run(args))
+
+
+COMMANDS = {
+    "serve": _run_serve,
+    "migrate": _run_admin,
+    "tenants": _run_admin,
+    "audit": _run_admin,
+    "dev": _run_dev,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            from gateway.serve import serve  # noqa: PLC0415 - keeps admin commands light
-
-            settings = load_settings()
-            configure_logging(settings.log_level, settings.log_format)
-            return serve(settings, workers=_workers(args.workers))
-        if args.command == "migrate":
-            configure_logging("info", "text")
-            return asyncio.run(_run_migrate())
-        if args.command == "tenants":
-            return asyncio.run(_run_tenants(args))
-        return _run_dev(args)
+        return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,10 @@ class Settings:
     db_timeout: float = 1.0
     redis_timeout: float = 0.05
     shutdown_timeout: float = 10.0
+    audit_spool_dir: str = "audit-spool"
+    audit_required: bool = False
+    audit_write_timeout: float = 5.0
+    audit_partition_days_ahead: int = 7
     # Only `gateway dev` turns this on; it is never read from the environment.
     dev_routes: bool = False
 
@@ -110,6 +114,21 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     return _number(env, name, default, low, high, float)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -221,4 +240,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_timeout=_float(env, "GATEWAY_DB_TIMEOUT", 1.0, 0.01, 60.0),
         redis_timeout=_float(env, "GATEWAY_REDIS_TIMEOUT", 0.05, 0.001, 10.0),
         shutdown_timeout=_float(env, "GATEWAY_SHUTDOWN_TIMEOUT", 10.0, 0.0, 600.0),
+        audit_spool_dir=_get(env, "GATEWAY_AUDIT_SPOOL_DIR") or "audit-spool",
+        audit_required=_bool(env, "GATEWAY_AUDIT_REQUIRED", False),
+        audit_write_timeout=_float(env, "GATEWAY_AUDIT_WRITE_TIMEOUT", 5.0, 0.01, 600.0),
+        audit_partition_days_ahead=_int(env, "GATEWAY_AUDIT_PARTITION_DAYS_AHEAD", 7, 1, 366),
     )

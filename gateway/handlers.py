@@ -10,10 +10,10 @@ import orjson
 from aiohttp import web
 
 from gateway.auth import bearer_token, check_tenant
-from gateway.errors import PayloadTooLarge, Unauthenticated
+from gateway.errors import PayloadTooLarge, Unauthenticated, Unavailable
 from gateway.exchange import Exchange
 from gateway.metrics import CONTENT_TYPE_LATEST
-from gateway.state import DB_POOL, EXCHANGE, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.state import AUDIT, DB_POOL, EXCHANGE, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
 from gateway.token_request import MAX_BODY_BYTES, check_media_type, parse_token_request
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ async def issue_token(request: web.Request) -> web.Response:
     exchange.tenant_id, exchange.workspace_id = body.tenant_id, body.workspace_id
     exchange.dashboard_id = body.dashboard_id
     check_tenant(caller, body.tenant_id)
+    if app[SETTINGS].audit_required and not app[AUDIT].can_record():
+        # Fail closed: no token leaves without an audit event that is written or spooled.
+        raise Unavailable("the audit trail is unavailable", reason="audit")
 
     issued = await app[ISSUER].issue(body)
     token = issued.token

@@ -34,7 +34,45 @@ class Metrics:
             "gateway_audit_events_written", "Audit events written to PostgreSQL", registry=r
         )
         self.audit_dropped = Counter(
-            "gateway_audit_events_dropped", "Audit events lost (queue full)", registry=r
+            "gateway_audit_events_dropped",
+            "Audit events lost: neither written nor spooled",
+            registry=r,
+        )
+        self.audit_spooled = Counter(
+            "gateway_audit_events_spooled", "Audit events written to the local spool", registry=r
+        )
+        self.audit_replayed = Counter(
+            "gateway_audit_events_replayed",
+            "Spooled audit events written to PostgreSQL",
+            registry=r,
+        )
+        self.audit_spool_bytes = Gauge(
+            "gateway_audit_spool_bytes", "Bytes in the spool waiting for replay", registry=r
+        )
+        self.audit_degraded = Gauge(
+            "gateway_audit_degraded",
+            "1 while audit writes to PostgreSQL fail and events go to the spool",
+            registry=r,
+        )
+        self.audit_spool_failing = Gauge(
+            "gateway_audit_spool_failing",
+            "1 while the audit spool cannot be written",
+            registry=r,
+        )
+        self.audit_write_failures = Counter(
+            "gateway_audit_write_failures", "Failed audit batch writes", registry=r
+        )
+        self.audit_write_seconds = Histogram(
+            "gateway_audit_write_seconds",
+            "Time to write one audit batch to PostgreSQL",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.audit_batch_size = Histogram(
+            "gateway_audit_batch_events",
+            "Events per audit batch written",
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
         )
         self.audit_queue = Gauge(
             "gateway_audit_queue_depth", "Audit events waiting to be written", registry=r
@@ -46,6 +84,10 @@ class Metrics:
     def track_queue(self, depth: Callable[[], int]) -> None:
         """Report the audit queue depth at scrape time."""
         self.audit_queue.set_function(depth)
+
+    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
+        """Report the spool's backlog at scrape time."""
+        self.audit_spool_bytes.set_function(pending_bytes)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

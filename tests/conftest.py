@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -106,8 +107,10 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_server: str, redis_prefix: str) -> Settings:
-    """Settings for one test: its own Redis key prefix, quick audit flushes."""
+def settings(
+    database_url: str, redis_server: str, redis_prefix: str, tmp_path: pathlib.Path
+) -> Settings:
+    """Settings for one test: its own Redis key prefix and audit spool, quick audit flushes."""
     return Settings(
         database_url=database_url,
         redis_url=redis_server,
@@ -119,6 +122,7 @@ def settings(database_url: str, redis_server: str, redis_prefix: str) -> Setting
         # A shared CI machine can stall a loopback round trip; the default 50 ms is for production.
         redis_timeout=2.0,
         db_timeout=5.0,
+        audit_spool_dir=str(tmp_path / "audit-spool"),
     )
 
 
