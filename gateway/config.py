@@ -50,6 +50,8 @@ class Settings:
     db_timeout: float = 1.0
     redis_timeout: float = 0.05
     shutdown_timeout: float = 10.0
+    # Never read from the environment: only `gateway dev` turns on the demo and the test verifier.
+    dev_routes: bool = False
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
