@@ -15,10 +15,10 @@ import jwt
 import orjson
 from aiohttp import web
 
-from gateway.assets import asset_handler, load_asset
+from gateway.assets import CLIENT_PATH, asset_handler, load_asset
 from gateway.config import Settings
 from gateway.middleware import error_body
-from gateway.state import REQUEST_ID, SETTINGS
+from gateway.state import CLIENT_INTEGRITY, REQUEST_ID, SETTINGS
 from gateway.tokens import token_sha256, verify_v1
 
 DEMO_SUBJECT = "demo-user"
@@ -175,17 +175,21 @@ async def demo_session(request: web.Request) -> web.Response:
 _DEMO_STYLE = (
     "body{margin:0;font:14px/1.45 system-ui,sans-serif;background:#eef1f6;color:#1d2433}"
     "header{background:#1d2433;color:#fff;padding:10px 20px;font-weight:600}"
-    "section{padding:12px 20px}#status span{margin-right:18px}"
+    "section{padding:12px 20px;font-size:13px}#status span{margin-right:14px}"
     "#error{color:#8a1c1c;background:#fdecec;border-radius:6px;padding:6px 10px}"
-    "iframe{display:block;margin:0 20px 20px;width:calc(100% - 40px);height:330px;"
+    "iframe{display:block;margin:0 20px 20px;width:calc(100% - 40px);height:350px;"
     "border:1px solid #c9d1de;border-radius:8px;background:#fff}"
 )
 
 
-def demo_page(settings: Settings) -> str:
+def demo_page(settings: Settings, client_integrity: str) -> str:
     """The demo's HTML; its module script (demo.js) does the work with the embed client."""
     e = html.escape
     body = (
+        # Preloading with the SRI hash is how a page pins an imported module; here it also
+        # proves in a real browser that the hash printed in the README is right.
+        f'<link rel=modulepreload href="{CLIENT_PATH}" integrity="{e(client_integrity)}" '
+        "crossorigin=anonymous>"
         "<header>Embed-token gateway · development demo</header>"
         f'<section id=status data-tenant="{DEMO_TENANT}" data-workspace="{DEMO_WORKSPACE}" '
         f'data-dashboard="{DEMO_DASHBOARD}" data-buffer="{settings.refresh_buffer}" '
@@ -207,13 +211,13 @@ def demo_page(settings: Settings) -> str:
 async def demo(request: web.Request) -> web.Response:
     """GET /demo: sign in as the demo caller and mount the demo dashboard with the client."""
     headers = {**NO_STORE, "Content-Security-Policy": DEMO_CSP}
-    return web.Response(
-        text=demo_page(request.app[SETTINGS]), content_type="text/html", headers=headers
-    )
+    page = demo_page(request.app[SETTINGS], request.app[CLIENT_INTEGRITY])
+    return web.Response(text=page, content_type="text/html", headers=headers)
 
 
 def setup_dev_routes(app: web.Application) -> None:
     """Add the verifier, the demo page, its script and its sign-in; only for `gateway dev`."""
+    app[CLIENT_INTEGRITY] = load_asset("embed-client.js", "text/javascript").integrity
     app.router.add_get("/embedded/dashboard", embedded_dashboard)
     app.router.add_get("/demo", demo)
     app.router.add_get("/demo/session", demo_session)

@@ -43,6 +43,7 @@ const handle = client.mountDashboard(frame, {
   async onToken(info) {
     mounts += 1;
     show("mounts", String(mounts));
+    tick();
     show("token-sha", await fingerprint(info.token));
     document.getElementById("error").hidden = true;
   },
