@@ -426,10 +426,17 @@ export function mountDashboard(iframe, {
   }
 
   function scheduleNext(info) {
-    // Refresh when the token reaches the buffer (when the gateway will mint a new one), plus a
-    // second for the Date header's resolution, but never sooner than a second from now.
-    const untilStale = (client.secondsLeft(info) - client.refreshBuffer) * SECOND;
-    schedule(Math.max(untilStale + SECOND, SECOND));
+    // Refresh when the token reaches the buffer: that is when the gateway mints a new one.
+    const left = client.secondsLeft(info) * SECOND;
+    const untilStale = left - client.refreshBuffer * SECOND;
+    if (untilStale > 0) {
+      schedule(untilStale);
+      return;
+    }
+    // Already within the buffer: the gateway handed back a token it still reuses (its clock or
+    // buffer differs a little), or its TTL is shorter than our buffer. Ask again at half the
+    // remaining life, never sooner than a second, rather than reloading the iframe in a loop.
+    schedule(Math.max(left / 2, SECOND));
   }
 
   async function refresh({ force = false } = {}) {

@@ -442,6 +442,21 @@ describe("embed URL and mountDashboard", () => {
     assert.equal(iframe.src, src, "a stopped mount changes nothing");
   });
 
+  test("a buffer longer than the TTL refreshes at half the remaining life, not in a loop", async () => {
+    // The client's buffer (300 s) exceeds the gateway's TTL (4 s): every token is "stale" on arrival.
+    const { client, fetch } = clientFor(short, { refreshBuffer: 300 });
+    const iframe = { src: "" };
+    const handle = client.mountDashboard(iframe, { ...DEMO, base: short.url });
+    try {
+      await handle.ready;
+      await sleep(2500);
+    } finally {
+      handle.stop();
+    }
+    assert.match(iframe.src, /embedded-token=/);
+    assert.ok(fetch.calls.length >= 2 && fetch.calls.length <= 4, `${fetch.calls.length} requests in 2.5 s`);
+  });
+
   test("a mount that hits 403 reports it and does not retry", async () => {
     const { client, fetch } = clientFor(gw, { jwt: makeJwt(gw.jwtSecret, { organization_id: "org-999" }) });
     const errors = [];
