@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway import handlers
+from gateway.assets import setup_assets
 from gateway.audit import AuditWriter
 from gateway.auth import JwtVerifier
 from gateway.cache import TokenCache
@@ -117,4 +118,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
+    setup_assets(app)
+    if settings.dev_routes:
+        from gateway.devtools import setup_dev_routes  # noqa: PLC0415 - dev mode only
+
+        setup_dev_routes(app)
     return app

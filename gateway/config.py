@@ -55,7 +55,7 @@ class Settings:
     audit_required: bool = False
     audit_write_timeout: float = 5.0
     audit_partition_days_ahead: int = 7
-    # Only `gateway dev` turns this on; it is never read from the environment.
+    # Never read from the environment: only `gateway dev` turns on the demo and the test verifier.
     dev_routes: bool = False
 
 

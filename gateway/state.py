@@ -20,6 +20,7 @@ AUDIT = web.AppKey("audit", AuditWriter)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", JwtVerifier)
 METRICS = web.AppKey("metrics", Metrics)
+CLIENT_INTEGRITY = web.AppKey("client_integrity", str)  # the embed client's SRI hash (dev demo)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 EXCHANGE = web.RequestKey("exchange", Exchange)
