@@ -50,6 +50,10 @@ class Settings:
     db_timeout: float = 1.0
     redis_timeout: float = 0.05
     shutdown_timeout: float = 10.0
+    jwt_cache_ttl: float = 60.0
+    jwt_cache_size: int = 20_000
+    local_cache_ttl: float = 5.0
+    local_cache_size: int = 10_000
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -218,4 +222,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_timeout=_float(env, "GATEWAY_DB_TIMEOUT", 1.0, 0.01, 60.0),
         redis_timeout=_float(env, "GATEWAY_REDIS_TIMEOUT", 0.05, 0.001, 10.0),
         shutdown_timeout=_float(env, "GATEWAY_SHUTDOWN_TIMEOUT", 10.0, 0.0, 600.0),
+        # 0 disables either in-process cache; the bounds keep a typo from holding tokens for hours.
+        jwt_cache_ttl=_float(env, "GATEWAY_JWT_CACHE_TTL", 60.0, 0.0, 3600.0),
+        jwt_cache_size=_int(env, "GATEWAY_JWT_CACHE_SIZE", 20_000, 1, 10_000_000),
+        local_cache_ttl=_float(env, "GATEWAY_LOCAL_CACHE_TTL", 5.0, 0.0, 300.0),
+        local_cache_size=_int(env, "GATEWAY_LOCAL_CACHE_SIZE", 10_000, 1, 10_000_000),
     )
