@@ -678,7 +678,7 @@ def summarise_profile(name: str, samples: int, own: dict, total: dict) -> list[s
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:n]
         return [f"    {100 * c / samples:5.1f}%  {f}" for f, c in ranked]
 
-    interesting = {f: c for f, c in total.items() if "/gateway/" in f or "aiohttp/web" in f}
+    interesting = {f: c for f, c in total.items() if "(gateway/" in f or "(aiohttp/web.py)" in f}
     return [
         f"### {name}: {samples} samples",
         "",
@@ -686,9 +686,9 @@ def summarise_profile(name: str, samples: int, own: dict, total: dict) -> list[s
         "",
         *top(own, 20),
         "",
-        "total time, gateway and aiohttp.web functions, top 20:",
+        "total time, gateway functions and the loop, top 25:",
         "",
-        *top(interesting, 20),
+        *top(interesting, 25),
         "",
     ]
 
