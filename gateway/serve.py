@@ -60,8 +60,8 @@ def _child(settings: Settings, sock: socket.socket | None, port: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if sock is None:
         # A listening socket of this worker's own in the port's SO_REUSEPORT group: the kernel
-        # spreads new connections evenly over the group by a hash of the 4-tuple, where one
-        # shared socket would wake every worker for each connection and favour the busiest.
+        # spreads new connections over the group by a hash of the 4-tuple, where with one shared
+        # socket the worker that wakes first takes each connection.
         sock = socket.create_server(
             (settings.host, port), family=_family(settings.host), reuse_port=True, backlog=1024
         )
