@@ -18,11 +18,13 @@ from gateway.auth import JwtVerifier
 from gateway.cache import TokenCache
 from gateway.config import Settings
 from gateway.issuer import TokenIssuer
+from gateway.jwt_cache import JwtCache
+from gateway.local_cache import LocalTokenCache
 from gateway.metrics import Metrics
 from gateway.middleware import gateway_middleware
 from gateway.partitions import maintain_forever
 from gateway.spool import Spool
-from gateway.state import AUDIT, DB_POOL, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.state import AUDIT, DB_POOL, ISSUER, JWT_CACHE, METRICS, REDIS, SETTINGS, VERIFIER
 from gateway.token_request import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,11 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         refresh_buffer=settings.refresh_buffer,
         redis_prefix=settings.redis_prefix,
         db_timeout=settings.db_timeout,
+        local=LocalTokenCache(
+            ttl=settings.local_cache_ttl,
+            max_size=settings.local_cache_size,
+            refresh_buffer=settings.refresh_buffer,
+        ),
     )
     yield
 
@@ -112,6 +119,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = JwtVerifier(settings)
+    app[JWT_CACHE] = JwtCache(max_size=settings.jwt_cache_size, max_ttl=settings.jwt_cache_ttl)
     app.cleanup_ctx.extend([_postgres, _redis, _audit, _partitions, _issuer])
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)

@@ -23,6 +23,7 @@ class Caller:
 
     subject: str | None
     tenant_claim: Any
+    expires_at: float | None = None  # the token's exp: how long a verified-JWT cache may keep it
 
 
 def bearer_token(authorization: Sequence[str]) -> str:
@@ -89,7 +90,11 @@ class JwtVerifier:
         subject = claims.get("sub")
         if subject is not None and not isinstance(subject, str):
             raise Unauthenticated("token sub must be a string", reason="invalid_sub")
-        return Caller(subject=subject, tenant_claim=claims.get(settings.tenant_claim))
+        return Caller(
+            subject=subject,
+            tenant_claim=claims.get(settings.tenant_claim),
+            expires_at=float(claims["exp"]),
+        )
 
 
 def check_tenant(caller: Caller, tenant_id: str) -> None:

@@ -55,6 +55,10 @@ class Settings:
     audit_required: bool = False
     audit_write_timeout: float = 5.0
     audit_partition_days_ahead: int = 7
+    jwt_cache_ttl: float = 60.0
+    jwt_cache_size: int = 20_000
+    local_cache_ttl: float = 5.0
+    local_cache_size: int = 10_000
     # Never read from the environment: only `gateway dev` turns on the demo and the test verifier.
     dev_routes: bool = False
 
@@ -244,4 +248,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit_required=_bool(env, "GATEWAY_AUDIT_REQUIRED", False),
         audit_write_timeout=_float(env, "GATEWAY_AUDIT_WRITE_TIMEOUT", 5.0, 0.01, 600.0),
         audit_partition_days_ahead=_int(env, "GATEWAY_AUDIT_PARTITION_DAYS_AHEAD", 7, 1, 366),
+        # 0 disables either in-process cache; the bounds keep a typo from holding tokens for hours.
+        jwt_cache_ttl=_float(env, "GATEWAY_JWT_CACHE_TTL", 60.0, 0.0, 3600.0),
+        jwt_cache_size=_int(env, "GATEWAY_JWT_CACHE_SIZE", 20_000, 1, 10_000_000),
+        local_cache_ttl=_float(env, "GATEWAY_LOCAL_CACHE_TTL", 5.0, 0.0, 300.0),
+        local_cache_size=_int(env, "GATEWAY_LOCAL_CACHE_SIZE", 10_000, 1, 10_000_000),
     )

@@ -13,7 +13,17 @@ from gateway.auth import bearer_token, check_tenant
 from gateway.errors import PayloadTooLarge, Unauthenticated, Unavailable
 from gateway.exchange import Exchange
 from gateway.metrics import CONTENT_TYPE_LATEST
-from gateway.state import AUDIT, DB_POOL, EXCHANGE, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.state import (
+    AUDIT,
+    DB_POOL,
+    EXCHANGE,
+    ISSUER,
+    JWT_CACHE,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    VERIFIER,
+)
 from gateway.token_request import MAX_BODY_BYTES, check_media_type, parse_token_request
 
 log = logging.getLogger(__name__)
@@ -34,7 +44,14 @@ async def issue_token(request: web.Request) -> web.Response:
     exchange = Exchange(api_key_id=app[ISSUER].api_key_id)
     request[EXCHANGE] = exchange
     try:
-        caller = app[VERIFIER].verify(bearer_token(request.headers.getall("Authorization", [])))
+        jwt = bearer_token(request.headers.getall("Authorization", []))
+        verifier, jwt_cache = app[VERIFIER], app[JWT_CACHE]
+        # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
+        generation = getattr(verifier, "generation", 0)
+        caller = jwt_cache.get(jwt, generation)
+        if caller is None:
+            caller = verifier.verify(jwt)
+            jwt_cache.put(jwt, caller, generation)
     except Unauthenticated as exc:
         app[METRICS].auth_failures.labels(exc.reason).inc()
         raise

@@ -13,6 +13,7 @@ import asyncpg
 from gateway.cache import DEFAULT_DASHBOARD, TokenCache, cache_key, key_fingerprint
 from gateway.dashboards import lookup_dashboard
 from gateway.errors import Unavailable
+from gateway.local_cache import LocalTokenCache
 from gateway.token_request import TokenRequest
 from gateway.tokens import EmbedToken, mint_v1
 
@@ -78,6 +79,7 @@ class TokenIssuer:
         redis_prefix: str,
         db_timeout: float = 1.0,
         clock: Clock = time.time,
+        local: LocalTokenCache | None = None,
     ) -> None:
         self._pool = pool
         self._cache = cache
@@ -90,6 +92,7 @@ class TokenIssuer:
         self._db_timeout = db_timeout
         self._clock = clock
         self._flight = SingleFlight()
+        self._local = local if local is not None and local.enabled else None
         self.lookups = 0  # database lookups made; tests pin single flight with it
 
     @property
@@ -108,10 +111,21 @@ class TokenIssuer:
         key = self.key(
             request.workspace_id, request.tenant_id, request.dashboard_id or DEFAULT_DASHBOARD
         )
-        cached = await self._cache.get(key, self._clock())
+        local = self._local
+        now = self._clock()
+        if local is not None:
+            # The hot path: no Redis or PostgreSQL round trip while this worker's copy is fresh.
+            held = local.get(key, now)
+            if held is not None:
+                return Issued(held, cache_hit=True)
+        cached = await self._cache.get(key, now)
         if cached is not None:
-            return Issued(cached, cache_hit=True)
-        return await self._flight.run(key, lambda: self._resolve(request, key))
+            issued = Issued(cached, cache_hit=True)
+        else:
+            issued = await self._flight.run(key, lambda: self._resolve(request, key))
+        if local is not None:
+            local.put(key, issued.token, self._clock())
+        return issued
 
     async def _lookup(self, request: TokenRequest) -> str:
         self.lookups += 1

@@ -11,6 +11,7 @@ from gateway.auth import JwtVerifier
 from gateway.config import Settings
 from gateway.exchange import Exchange
 from gateway.issuer import TokenIssuer
+from gateway.jwt_cache import JwtCache
 from gateway.metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -19,6 +20,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 AUDIT = web.AppKey("audit", AuditWriter)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", JwtVerifier)
+JWT_CACHE = web.AppKey("jwt_cache", JwtCache)
 METRICS = web.AppKey("metrics", Metrics)
 CLIENT_INTEGRITY = web.AppKey("client_integrity", str)  # the embed client's SRI hash (dev demo)
 

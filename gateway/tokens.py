@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -76,6 +77,8 @@ def is_reusable(valid_until: int, now: float, refresh_buffer: int) -> bool:
     return valid_until - now > refresh_buffer
 
 
+# A reused token is hashed once per worker, not on every request that hands it out again.
+@functools.lru_cache(maxsize=4096)
 def token_sha256(token: str) -> str:
     """Hex SHA-256 of a token: what the audit trail stores instead of the token."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Same-run benchmark of the gateway against a bare aiohttp floor and the vendor's naive flow."""
