@@ -34,7 +34,8 @@ async def issue_token(request: web.Request) -> web.Response:
     exchange = Exchange(api_key_id=app[ISSUER].api_key_id)
     request[EXCHANGE] = exchange
     try:
-        caller = app[VERIFIER].verify(bearer_token(request.headers.getall("Authorization", [])))
+        token = bearer_token(request.headers.getall("Authorization", []))
+        caller = await app[VERIFIER].verify(token)
     except Unauthenticated as exc:
         app[METRICS].auth_failures.labels(exc.reason).inc()
         raise

@@ -11,7 +11,7 @@ import socket
 
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import SERVER_LIMITS, create_app
 from gateway.config import Settings
 from gateway.logs import configure_logging
 
@@ -39,6 +39,7 @@ def run_worker(settings: Settings, sock: socket.socket | None = None) -> None:
         loop=_new_loop(),
         print=None,
         handle_signals=True,
+        **SERVER_LIMITS,
     )
 
 
