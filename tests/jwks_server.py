@@ -156,3 +156,8 @@ def hs_token(
     signing_input = f"{b64(header)}.{b64(payload)}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(mac)}"
+
+
+def forged(kid: str, alg: str = "RS256") -> str:
+    """A well-formed token with good claims, this kid and a junk signature: cheap to make."""
+    return f"{b64({'alg': alg, 'kid': kid})}.{b64(claims())}.{b64(bytes(256))}"
