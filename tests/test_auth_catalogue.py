@@ -15,7 +15,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from gateway.dashboards import add_mapping
@@ -330,3 +333,121 @@ async def test_good_tokens_pass(make_client, catalogue_settings, jwks, db, make_
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["dashboard_id"] == "dashboard-789"
     assert jwks.fetches == fetches
+
+
+# Random input: whatever arrives, the answer is one of the contract's, never a 500, never a token.
+
+ALLOWED = {
+    200: None,
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "dashboard_not_found",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x24F, exclude_categories=("Cc", "Cs")),
+    max_size=200,
+)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+_CLAIMS = st.sampled_from(["exp", "nbf", "iat", "sub", "organization_id", "jti", "aud", "x"])
+_HEADERS = st.sampled_from(["alg", "kid", "typ", "crit", "jku", "b64", "x"])
+
+
+def _plain_claims() -> dict[str, Any]:
+    """Claims the default test settings (no issuer or audience) accept."""
+    now = int(time.time())
+    return {"sub": "user-1", "organization_id": "org-123", "iat": now, "exp": now + 600}
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+_IDS = st.sampled_from(["org-123", "org-999", "ORG-123", "workspace-456", "ws-1"])
+# (Authorization value or None, signed with the real secret?)
+_UNTRUSTED = st.one_of(
+    st.none(),
+    _TEXT,
+    _TEXT.map("Bearer {}".format),
+    st.lists(st.binary(max_size=80), min_size=1, max_size=5).map(
+        lambda parts: "Bearer " + ".".join(b64(p) for p in parts)
+    ),
+    st.tuples(_JSON, _JSON).map(
+        lambda hp: (
+            "Bearer "
+            + hs_token(_json_bytes(hp[0]), _json_bytes(hp[1]), secret=b"not-the-secret" * 4)
+        )
+    ),
+).map(lambda value: (value, False))
+_TRUSTED = st.one_of(
+    st.builds(lambda: hs_token(HS, _plain_claims())),
+    (_JSON | _IDS).map(lambda tenant: hs_token(HS, {**_plain_claims(), "organization_id": tenant})),
+    st.dictionaries(_CLAIMS, _JSON, max_size=3).map(
+        lambda extra: hs_token(HS, {**_plain_claims(), **extra})
+    ),
+    st.dictionaries(_HEADERS, _JSON, max_size=2).map(
+        lambda extra: hs_token({**HS, **extra}, _plain_claims())
+    ),
+).map(lambda token: (f"Bearer {token}", True))
+_BODIES = st.one_of(
+    st.just(_json_bytes(BODY)),
+    st.fixed_dictionaries({"tenant_id": _IDS, "workspace_id": _IDS}).map(_json_bytes),
+    st.binary(max_size=300),
+    _JSON.map(_json_bytes),
+    st.fixed_dictionaries(
+        {"tenant_id": _JSON | _TEXT, "workspace_id": st.just("workspace-456") | _TEXT}
+    ).map(_json_bytes),
+)
+# application/json most of the time, so that bodies get read at all.
+_MEDIA_TYPES = st.sampled_from(
+    [
+        *["application/json"] * 4,
+        "application/json; charset=utf-8",
+        "text/plain",
+        "application/x-json",
+    ]
+)
+
+
+@pytest.fixture
+async def mapped(db):
+    """The demo tenant's dashboard, so a good token and body would get a token."""
+    await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
+    return db
+
+
+@hypothesis.settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@hypothesis.given(auth=st.one_of(_UNTRUSTED, _TRUSTED), body=_BODIES, media_type=_MEDIA_TYPES)
+async def test_random_input_gets_a_contract_answer(client, mapped, auth, body, media_type):
+    """Random bytes and JSON in the header and body: a contract status, no 500, no stray token."""
+    value, trusted = auth
+    headers = {"Content-Type": media_type}
+    if value is not None:
+        headers["Authorization"] = value
+    resp = await client.post(V1, data=body, headers=headers)
+    assert resp.status in ALLOWED, await resp.text()
+    hypothesis.event(f"status {resp.status}")
+    data = await resp.json()
+    if resp.status == 200:
+        assert trusted, value
+        return
+    assert "token" not in data
+    assert data["error"]["code"] == ALLOWED[resp.status]
