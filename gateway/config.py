@@ -173,7 +173,7 @@ def _algorithms(env: Mapping[str, str], has_secret: bool, has_jwks: bool) -> tup
         )
     if any(not a.startswith("HS") for a in algorithms) and not has_jwks:
         raise ConfigError(
-            "GATEWAY_JWT_ALGORITHMS names an RS/ES algorithm but GATEWAY_JWT_JWKS_URL is unset"
+            "GATEWAY_JWT_ALGORITHMS names an asymmetric algorithm but GATEWAY_JWT_JWKS_URL is unset"
         )
     return algorithms
 
