@@ -41,8 +41,9 @@ def _implied_algorithms(jwk: Mapping[str, Any], allowed: Iterable[str]) -> list[
     kty = jwk.get("kty")
     if kty == "RSA":
         return [a for a in allowed if a in ("RS256", "RS384", "RS512")]
-    if kty in ("EC", "OKP"):
-        implied = _CURVE_ALGORITHM.get(jwk.get("crv"))  # type: ignore[arg-type]
+    crv = jwk.get("crv")
+    if kty in ("EC", "OKP") and isinstance(crv, str):
+        implied = _CURVE_ALGORITHM.get(crv)
         return [implied] if implied in allowed else []
     return []
 
@@ -86,7 +87,8 @@ def keys_from_jwks(document: Any, algorithms: Iterable[str]) -> KeySet:
         for alg in _implied_algorithms(jwk, allowed):
             try:
                 key = jwt.PyJWK(jwk, algorithm=alg)
-            except jwt.PyJWTError as exc:
+            # Odd member types can surface as plain Python errors from the key constructors.
+            except (jwt.PyJWTError, TypeError, ValueError, AttributeError, KeyError) as exc:
                 log.info("JWKS key %r skipped for %s: %s", kid, alg, type(exc).__name__)
                 continue
             # RSA under 2,048 bits (RFC 7518 section 3.3).
@@ -196,14 +198,13 @@ class JwksKeys:
             async with asyncio.timeout(self._timeout):
                 document = await self._download()
             self.load(document)
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, JwksError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the key server sends, the keys stay
             self.failures += 1
             self._last_ok = False
             # The URL stays out of the log: it may carry credentials in its query.
             log.warning(
-                "JWKS fetch failed (%s: %s); keeping %d known kids",
-                type(exc).__name__,
-                exc if isinstance(exc, JwksError) else "network",
+                "JWKS fetch failed (%s); keeping %d known kids",
+                exc if isinstance(exc, JwksError) else type(exc).__name__,
                 0 if self._keys is None else len(self._keys.table),
             )
             return False

@@ -9,8 +9,10 @@ import uuid
 from typing import Any
 
 import aiohttp
+import hypothesis
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import strategies as st
 
 from gateway.auth import JwtVerifier
 from gateway.config import Settings
@@ -123,6 +125,39 @@ def test_documents_without_usable_keys_are_errors(document: Any) -> None:
     """A JWKS with nothing usable raises, so the caller keeps its last good keys."""
     with pytest.raises(JwksError):
         keys_from_jwks(document, ASYMMETRIC)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_JWK_MEMBERS = st.sampled_from(["kty", "alg", "crv", "kid", "use", "key_ops", "n", "e", "x", "y"])
+
+
+@hypothesis.settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@hypothesis.given(
+    st.lists(
+        st.builds(
+            lambda base, extra: {**base, **extra},
+            st.sampled_from(
+                [test_keys().rsa.jwk(), test_keys().ec.jwk(), test_keys().ed.jwk(), {}]
+            ),
+            st.dictionaries(_JWK_MEMBERS, _JSON, max_size=3),
+        ),
+        max_size=4,
+    )
+)
+def test_any_jwks_document_loads_or_raises_jwks_error(jwk_list: list[Any]) -> None:
+    """Real keys with random members changed: usable keys load, the rest never crash."""
+    try:
+        keys = keys_from_jwks({"keys": jwk_list}, ASYMMETRIC)
+    except JwksError:
+        return
+    for slot in keys.table.values():
+        assert set(slot) <= set(ASYMMETRIC)
 
 
 # Fetching.
