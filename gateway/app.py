@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -18,6 +19,7 @@ from gateway.auth import JwtVerifier
 from gateway.cache import TokenCache
 from gateway.config import Settings
 from gateway.issuer import TokenIssuer
+from gateway.jwks import JwksKeys
 from gateway.jwt_cache import JwtCache
 from gateway.local_cache import LocalTokenCache
 from gateway.metrics import Metrics
@@ -30,6 +32,37 @@ from gateway.token_request import MAX_BODY_BYTES
 log = logging.getLogger(__name__)
 
 TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
+# Passed to the server runner: aiohttp's default 8,190-byte header field would cut a legal
+# 8 KiB bearer token short with a bare 400 that bypasses the middleware and the audit row.
+SERVER_LIMITS = {"max_field_size": 16 * 1024}
+
+
+async def _verifier(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if settings.jwt_jwks_url is None:
+        app[VERIFIER] = JwtVerifier(settings)
+        yield
+        return
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=settings.jwt_jwks_timeout),
+        headers={"User-Agent": "embed-gateway"},
+    ) as session:
+        keys = JwksKeys(
+            session,
+            settings.jwt_jwks_url,
+            algorithms=[a for a in settings.jwt_algorithms if not a.startswith("HS")],
+            lifespan=settings.jwt_jwks_lifespan,
+            cooldown=settings.jwt_jwks_cooldown,
+            timeout=settings.jwt_jwks_timeout,
+        )
+        # One bounded fetch before serving, so the first callers find keys; a failure is
+        # logged, not fatal: the background task keeps trying and requests get 503 meanwhile.
+        await keys.refresh()
+        app[VERIFIER] = JwtVerifier(settings, keys)
+        keys.start()
+        yield
+        # Before the session closes, or a last fetch would fail on a closed session.
+        await keys.aclose()
 
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
@@ -118,9 +151,8 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[VERIFIER] = JwtVerifier(settings)
     app[JWT_CACHE] = JwtCache(max_size=settings.jwt_cache_size, max_ttl=settings.jwt_cache_ttl)
-    app.cleanup_ctx.extend([_postgres, _redis, _audit, _partitions, _issuer])
+    app.cleanup_ctx.extend([_verifier, _postgres, _redis, _audit, _partitions, _issuer])
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)

@@ -1,20 +1,28 @@
-"""Caller authentication: the bearer JWT, its claims, and the tenant rule."""
+"""Caller authentication: the bearer JWT's header, claims and signature, and the tenant rule.
+
+Order matters: everything that needs no key (size, encoding, header, claims) is checked first,
+so junk tokens never cost a key lookup, let alone a JWKS fetch.
+"""
 
 from __future__ import annotations
 
-import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from gateway.claims import ClaimRules, check_claims
 from gateway.config import Settings
-from gateway.errors import Forbidden, Unauthenticated
+from gateway.errors import Forbidden, Unauthenticated, Unavailable
+from gateway.jwks import JwksKeys
+from gateway.jws import parse_compact
 
-# base64url segments only; anything else (spaces, padding, '+', '/') is malformed, not "maybe ok".
-_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
-MAX_TOKEN_BYTES = 8192
+MAX_KID_CHARS = 256
+# Header members that carry or point at a key: the token never chooses its own key
+# (RFC 8725 section 3.10), so a token that tries is refused rather than half-trusted.
+KEY_REFERENCE_HEADERS = ("jku", "jwk", "x5u", "x5c")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,39 +43,108 @@ def bearer_token(authorization: Sequence[str]) -> str:
     scheme, _, token = authorization[0].partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("Authorization must use the Bearer scheme", reason="wrong_scheme")
-    if len(token) > MAX_TOKEN_BYTES:
-        raise Unauthenticated("bearer token is too large", reason="token_too_large")
-    if not _JWT_SHAPE.match(token):
-        raise Unauthenticated("bearer token is malformed", reason="malformed")
     return token
 
 
 class JwtVerifier:
-    """Verifies caller JWTs with PyJWT against the configured key and claim rules."""
+    """Verifies caller JWTs: strict parsing and claims here, signatures by PyJWT.
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._hs_algorithms = [a for a in settings.jwt_algorithms if a.startswith("HS")]
+    The HS secret verifies only the allowed HS algorithms; a JWKS key only its own algorithm.
+    `generation` changes whenever the key set does, so a cache of verified tokens can flush.
+    """
+
+    def __init__(self, settings: Settings, keys: JwksKeys | None = None) -> None:
+        self._secret = settings.jwt_secret
+        self._keys = keys
+        self._allowed = frozenset(settings.jwt_algorithms)
+        self._hs = frozenset(
+            a for a in settings.jwt_algorithms if a.startswith("HS") and self._secret is not None
+        )
+        self._tenant_claim = settings.tenant_claim
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._leeway = settings.jwt_leeway
+        self._rules = ClaimRules(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway,
+            max_age=settings.jwt_max_age,
+        )
         self._options: dict[str, Any] = {
             "require": ["exp"],
             "verify_aud": settings.jwt_audience is not None,
             "verify_iss": settings.jwt_issuer is not None,
+            "enforce_minimum_key_length": True,
         }
 
-    def verify(self, token: str) -> Caller:
-        """Check signature and claims; Unauthenticated with a reason when anything fails."""
-        settings = self._settings
-        if settings.jwt_secret is None or not self._hs_algorithms:
+    @property
+    def generation(self) -> int:
+        """Changes whenever the keys that can verify a token change."""
+        return 0 if self._keys is None else self._keys.generation
+
+    async def verify(self, token: str) -> Caller:
+        """Check encoding, header, claims and signature; Unauthenticated with a reason if any fail.
+
+        Unavailable when the token needs a JWKS key and the key server has never answered.
+        """
+        jws = parse_compact(token)
+        alg, kid = self._check_header(jws.header)
+        check_claims(jws.claims, self._rules, time.time())
+        if alg in self._hs:
+            assert self._secret is not None  # only set with a secret
+            claims = self._decode(token, self._secret, alg)
+        else:
+            claims = self._decode(token, await self._public_key(kid, alg), alg)
+        return Caller(
+            subject=claims.get("sub"),
+            tenant_claim=claims.get(self._tenant_claim),
+            expires_at=float(claims["exp"]),
+        )
+
+    def _check_header(self, header: dict[str, Any]) -> tuple[str, str | None]:
+        alg = header.get("alg")
+        if isinstance(alg, str) and alg.lower() == "none":
+            raise Unauthenticated("unsigned tokens are not accepted", reason="alg_none")
+        if not isinstance(alg, str) or alg not in self._allowed:
+            raise Unauthenticated("token algorithm is not allowed", reason="algorithm")
+        if "crit" in header:
+            # No extension is understood here, so any critical one is refused (RFC 7515 4.1.11).
+            raise Unauthenticated("token has critical header extensions", reason="crit")
+        if any(name in header for name in KEY_REFERENCE_HEADERS):
+            raise Unauthenticated("token may not name its own key", reason="key_in_header")
+        kid = header.get("kid")
+        if "kid" in header and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_CHARS):
+            raise Unauthenticated("token kid must be a short string", reason="invalid_kid")
+        return alg, kid
+
+    async def _public_key(self, kid: str | None, alg: str) -> jwt.PyJWK:
+        keys = self._keys
+        if keys is None:
             raise Unauthenticated("no key can verify this token", reason="no_key")
+        key = _find(keys, kid, alg)
+        # A known kid without this alg is a mismatch, not a rotation: no refetch for it.
+        if key is None and not keys.knows(kid) and await keys.refetch_for_unknown_kid():
+            key = _find(keys, kid, alg)
+        if key is not None:
+            return key
+        if not keys.loaded:
+            raise Unavailable("caller signing keys are unavailable", reason="jwks_unavailable")
+        if keys.knows(kid):
+            raise Unauthenticated(
+                "the key named by kid does not verify this algorithm", reason="key_algorithm"
+            )
+        raise Unauthenticated("no key matches the token's kid", reason="unknown_kid")
+
+    def _decode(self, token: str, key: bytes | jwt.PyJWK, alg: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
-                settings.jwt_secret,
-                algorithms=self._hs_algorithms,
-                options=self._options,
-                audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
-                leeway=settings.jwt_leeway,
+                key,
+                algorithms=[alg],
+                options=self._options,  # type: ignore[arg-type]
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token has expired", reason="expired") from None
@@ -85,16 +162,18 @@ class JwtVerifier:
             raise Unauthenticated("token algorithm is not allowed", reason="algorithm") from None
         except jwt.InvalidSignatureError:
             raise Unauthenticated("token signature is invalid", reason="signature") from None
-        except jwt.InvalidTokenError:
+        except jwt.PyJWTError:
             raise Unauthenticated("token is invalid", reason="invalid") from None
-        subject = claims.get("sub")
-        if subject is not None and not isinstance(subject, str):
-            raise Unauthenticated("token sub must be a string", reason="invalid_sub")
-        return Caller(
-            subject=subject,
-            tenant_claim=claims.get(settings.tenant_claim),
-            expires_at=float(claims["exp"]),
-        )
+        return claims
+
+
+def _find(keys: JwksKeys, kid: str | None, alg: str) -> jwt.PyJWK | None:
+    try:
+        return keys.find(kid, alg)
+    except LookupError:
+        raise Unauthenticated(
+            "token must name a kid: several keys could verify it", reason="missing_kid"
+        ) from None
 
 
 def check_tenant(caller: Caller, tenant_id: str) -> None:

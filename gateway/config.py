@@ -14,7 +14,20 @@ MIN_SECRET_BYTES = 32
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("json", "text")
 # Asymmetric and HMAC algorithms PyJWT verifies; "none" is never among them.
-SUPPORTED_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
+SUPPORTED_ALGORITHMS = (
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "EdDSA",
+)
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+_HS_MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+MAX_LEEWAY = 60
 _CLAIM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{0,64}$")
 
@@ -37,6 +50,10 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway: int = 30
+    jwt_max_age: int | None = None
+    jwt_jwks_lifespan: float = 300.0
+    jwt_jwks_cooldown: float = 30.0
+    jwt_jwks_timeout: float = 5.0
     tenant_claim: str = "organization_id"
     token_ttl: int = 3600
     refresh_buffer: int = 300
@@ -182,9 +199,15 @@ def _algorithms(env: Mapping[str, str], has_secret: bool, has_jwks: bool) -> tup
         )
     if any(not a.startswith("HS") for a in algorithms) and not has_jwks:
         raise ConfigError(
-            "GATEWAY_JWT_ALGORITHMS names an RS/ES algorithm but GATEWAY_JWT_JWKS_URL is unset"
+            "GATEWAY_JWT_ALGORITHMS names an asymmetric algorithm but GATEWAY_JWT_JWKS_URL is unset"
         )
     return algorithms
+
+
+def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    if _get(env, name) is None:
+        return None
+    return _int(env, name, low, low, high)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -212,6 +235,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "GATEWAY_JWT_SECRET (or GATEWAY_JWT_SECRET_FILE) or GATEWAY_JWT_JWKS_URL is required"
         )
 
+    algorithms = _algorithms(env, jwt_secret is not None, jwks_url is not None)
+    for alg in algorithms:
+        if jwt_secret is not None and len(jwt_secret) < _HS_MIN_SECRET_BYTES.get(alg, 0):
+            raise ConfigError(
+                f"GATEWAY_JWT_SECRET must be at least {_HS_MIN_SECRET_BYTES[alg]} bytes for {alg}"
+            )
+
     tenant_claim = _get(env, "GATEWAY_TENANT_CLAIM") or "organization_id"
     if not _CLAIM_NAME.match(tenant_claim):
         raise ConfigError("GATEWAY_TENANT_CLAIM must be a claim name ([A-Za-z0-9_.:-], 1-64)")
@@ -226,10 +256,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         signing_secret=signing_secret,
         jwt_secret=jwt_secret,
         jwt_jwks_url=jwks_url,
-        jwt_algorithms=_algorithms(env, jwt_secret is not None, jwks_url is not None),
+        jwt_algorithms=algorithms,
         jwt_issuer=_get(env, "GATEWAY_JWT_ISSUER"),
         jwt_audience=_get(env, "GATEWAY_JWT_AUDIENCE"),
-        jwt_leeway=_int(env, "GATEWAY_JWT_LEEWAY", 30, 0, 300),
+        jwt_leeway=_int(env, "GATEWAY_JWT_LEEWAY", 30, 0, MAX_LEEWAY),
+        jwt_max_age=_optional_int(env, "GATEWAY_JWT_MAX_AGE", 1, 366 * 24 * 3600),
+        jwt_jwks_lifespan=_float(env, "GATEWAY_JWT_JWKS_LIFESPAN", 300.0, 1.0, 86400.0),
+        jwt_jwks_cooldown=_float(env, "GATEWAY_JWT_JWKS_COOLDOWN", 30.0, 0.0, 3600.0),
+        jwt_jwks_timeout=_float(env, "GATEWAY_JWT_JWKS_TIMEOUT", 5.0, 0.1, 60.0),
         tenant_claim=tenant_claim,
         token_ttl=_int(env, "GATEWAY_TOKEN_TTL", 3600, 1, 7 * 24 * 3600),
         refresh_buffer=_int(env, "GATEWAY_REFRESH_BUFFER", 300, 0, 7 * 24 * 3600),

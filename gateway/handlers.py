@@ -44,14 +44,14 @@ async def issue_token(request: web.Request) -> web.Response:
     exchange = Exchange(api_key_id=app[ISSUER].api_key_id)
     request[EXCHANGE] = exchange
     try:
-        jwt = bearer_token(request.headers.getall("Authorization", []))
+        token = bearer_token(request.headers.getall("Authorization", []))
         verifier, jwt_cache = app[VERIFIER], app[JWT_CACHE]
         # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
-        generation = getattr(verifier, "generation", 0)
-        caller = jwt_cache.get(jwt, generation)
+        generation = verifier.generation
+        caller = jwt_cache.get(token, generation)
         if caller is None:
-            caller = verifier.verify(jwt)
-            jwt_cache.put(jwt, caller, generation)
+            caller = await verifier.verify(token)
+            jwt_cache.put(token, caller, generation)
     except Unauthenticated as exc:
         app[METRICS].auth_failures.labels(exc.reason).inc()
         raise

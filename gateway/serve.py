@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import SERVER_LIMITS, create_app
 from gateway.config import Settings
 from gateway.logs import configure_logging
 
@@ -58,6 +58,7 @@ def run_worker(
         # run_app calls `print` once its sites listen: the moment to say "ready".
         print=None if on_listening is None else (lambda _msg: on_listening()),
         handle_signals=True,
+        **SERVER_LIMITS,
     )
 
 

@@ -14,11 +14,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis
+from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app
+from gateway.app import SERVER_LIMITS, create_app
 from gateway.config import Settings
 from gateway.migrate import migrate
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
+from tests.jwks_server import AUDIENCE, ISSUER, JwksServer, test_keys
 
 
 def _with_database(dsn: str, name: str) -> str:
@@ -131,7 +133,10 @@ def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., An
     """Start the real app (create_app) with settings changed as given, and return a test client."""
 
     async def start(settings: Settings, **changes: Any) -> Any:
-        return await aiohttp_client(create_app(replace(settings, **changes)))
+        server = TestServer(create_app(replace(settings, **changes)))
+        # The server limits `gateway serve` uses; aiohttp_client would start it with defaults.
+        await server.start_server(**SERVER_LIMITS)
+        return await aiohttp_client(server)
 
     return start
 
@@ -140,3 +145,26 @@ def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., An
 async def client(make_client: Callable[..., Any], settings: Settings) -> Any:
     """A test client of the app with the default test settings."""
     return await make_client(settings)
+
+
+@pytest.fixture
+async def jwks(aiohttp_server: Any) -> JwksServer:
+    """A JWKS server on 127.0.0.1 publishing the RSA, EC and Ed25519 test keys."""
+    keys = test_keys()
+    server = JwksServer(keys=[keys.rsa.jwk(), keys.ec.jwk(), keys.ed.jwk()])
+    started = await aiohttp_server(server.app())
+    server.url = str(started.make_url("/jwks.json"))
+    return server
+
+
+@pytest.fixture
+def jwks_settings(settings: Settings, jwks: JwksServer) -> Settings:
+    """Settings with the HS secret and the JWKS keys, an issuer and an audience."""
+    return replace(
+        settings,
+        jwt_jwks_url=jwks.url,
+        jwt_algorithms=("HS256", "RS256", "ES256", "EdDSA"),
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        jwt_jwks_timeout=2.0,
+    )
