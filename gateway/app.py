@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway import handlers
 from gateway.audit import AuditWriter
 from gateway.auth import JwtVerifier
+from gateway.breaker import CircuitBreaker
 from gateway.cache import TokenCache
 from gateway.config import Settings
+from gateway.cors import setup_cors
 from gateway.issuer import TokenIssuer
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, multiprocess
 from gateway.middleware import gateway_middleware
-from gateway.state import AUDIT, DB_POOL, ISSUER, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.openapi import openapi_json
+from gateway.ratelimit import MintLimiter, Rate, RequestLimiter
+from gateway.state import (
+    AUDIT,
+    DB_POOL,
+    ISSUER,
+    METRICS,
+    REDIS,
+    REDIS_BREAKER,
+    REQUEST_LIMITER,
+    SETTINGS,
+    VERIFIER,
+)
 from gateway.token_request import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
@@ -46,8 +64,20 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         socket_connect_timeout=max(settings.redis_timeout, 0.5),
         max_connections=64,
         health_check_interval=30,
+        # No retries inside a call: the breaker decides when Redis is tried again, and a retry
+        # would only stack waits inside one request's deadline.
+        retry=Retry(NoBackoff(), 0),
     )
     app[REDIS] = client
+    metrics = app[METRICS]
+    app[REDIS_BREAKER] = CircuitBreaker(
+        "redis",
+        threshold=settings.redis_breaker_threshold,
+        cooldown=settings.redis_breaker_cooldown,
+        on_change=metrics.breaker_changed,
+        on_failure=lambda name: metrics.dependency_errors.labels(name).inc(),
+    )
+    metrics.breaker_state.labels("redis").set(0)
     yield
     await client.aclose()
 
@@ -71,17 +101,56 @@ async def _audit(app: web.Application) -> AsyncIterator[None]:
 
 async def _issuer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    metrics = app[METRICS]
+    limiter = MintLimiter(
+        app[REDIS],
+        prefix=settings.redis_prefix,
+        per_subject=_per_minute(settings.rate_limit_subject_mints),
+        per_tenant=_per_minute(settings.rate_limit_tenant_mints),
+        timeout=settings.redis_timeout,
+        breaker=app[REDIS_BREAKER],
+        fail_closed=settings.rate_limit_fail_closed,
+        on_decision=lambda limiter, decision: metrics.rate_limit.labels(limiter, decision).inc(),
+    )
     app[ISSUER] = TokenIssuer(
         pool=app[DB_POOL],
-        cache=TokenCache(app[REDIS], settings.refresh_buffer, settings.redis_timeout),
+        cache=TokenCache(
+            app[REDIS],
+            settings.refresh_buffer,
+            settings.redis_timeout,
+            breaker=app[REDIS_BREAKER],
+            on_lookup=lambda result: metrics.cache_lookups.labels("redis", result).inc(),
+        ),
         signing_secret=settings.signing_secret,
         api_key_id=settings.api_key_id,
         token_ttl=settings.token_ttl,
         refresh_buffer=settings.refresh_buffer,
         redis_prefix=settings.redis_prefix,
         db_timeout=settings.db_timeout,
+        db_acquire_timeout=settings.db_acquire_timeout,
+        before_mint=limiter.before_mint,
     )
     yield
+
+
+def _per_minute(limit: int) -> Rate | None:
+    return Rate(limit, 60.0) if limit > 0 else None
+
+
+async def _metrics_refresh(app: web.Application) -> AsyncIterator[None]:
+    # With several workers a scrape reads files, so polled gauges are copied there each second.
+    task = asyncio.create_task(_refresh_forever(app[METRICS])) if multiprocess() else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _refresh_forever(metrics: Metrics) -> None:
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(1.0)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -90,10 +159,19 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = JwtVerifier(settings)
-    app.cleanup_ctx.extend([_postgres, _redis, _audit, _issuer])
+    app[REQUEST_LIMITER] = RequestLimiter(
+        rate=settings.rate_limit_requests_per_second,
+        burst=settings.rate_limit_request_burst,
+        on_decision=lambda limiter, decision: (
+            app[METRICS].rate_limit.labels(limiter, decision).inc()
+        ),
+    )
+    app.cleanup_ctx.extend([_postgres, _redis, _audit, _issuer, _metrics_refresh])
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/openapi.json", openapi_json)
+    setup_cors(app, settings.cors_origins)
     return app

@@ -50,6 +50,19 @@ class Settings:
     db_timeout: float = 1.0
     redis_timeout: float = 0.05
     shutdown_timeout: float = 10.0
+    # Production limits (README "Operations"); 0 turns a rate limit off.
+    db_acquire_timeout: float = 1.0
+    redis_breaker_threshold: int = 3
+    redis_breaker_cooldown: float = 2.0
+    rate_limit_subject_mints: int = 30
+    rate_limit_tenant_mints: int = 300
+    rate_limit_requests_per_second: float = 20.0
+    rate_limit_request_burst: int = 40
+    rate_limit_fail_closed: bool = False
+    cors_origins: tuple[str, ...] = ()
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    max_header_size: int = 8190
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -107,6 +120,34 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false")
+    return value in ("true", "1", "yes")
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(env, "GATEWAY_CORS_ORIGINS")
+    if raw is None:
+        return ()
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        # Exact origins only: a wildcard would let any site mint tokens with a user's JWT.
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                "GATEWAY_CORS_ORIGINS must list exact origins like https://app.example.com"
+                " (scheme://host[:port], comma-separated, no wildcard)"
+            )
+    return origins
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -218,4 +259,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_timeout=_float(env, "GATEWAY_DB_TIMEOUT", 1.0, 0.01, 60.0),
         redis_timeout=_float(env, "GATEWAY_REDIS_TIMEOUT", 0.05, 0.001, 10.0),
         shutdown_timeout=_float(env, "GATEWAY_SHUTDOWN_TIMEOUT", 10.0, 0.0, 600.0),
+        db_acquire_timeout=_float(env, "GATEWAY_DB_ACQUIRE_TIMEOUT", 1.0, 0.01, 60.0),
+        redis_breaker_threshold=_int(env, "GATEWAY_REDIS_BREAKER_THRESHOLD", 3, 1, 1000),
+        redis_breaker_cooldown=_float(env, "GATEWAY_REDIS_BREAKER_COOLDOWN", 2.0, 0.01, 600.0),
+        rate_limit_subject_mints=_int(env, "GATEWAY_RATE_LIMIT_SUBJECT_MINTS", 30, 0, 10**7),
+        rate_limit_tenant_mints=_int(env, "GATEWAY_RATE_LIMIT_TENANT_MINTS", 300, 0, 10**7),
+        rate_limit_requests_per_second=_float(
+            env, "GATEWAY_RATE_LIMIT_REQUESTS_PER_SECOND", 20.0, 0.0, 1e6
+        ),
+        rate_limit_request_burst=_int(env, "GATEWAY_RATE_LIMIT_REQUEST_BURST", 40, 1, 10**6),
+        rate_limit_fail_closed=_bool(env, "GATEWAY_RATE_LIMIT_FAIL_CLOSED", False),
+        cors_origins=_origins(env),
+        body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT", 10.0, 0.1, 600.0),
+        keepalive_timeout=_float(env, "GATEWAY_KEEPALIVE_TIMEOUT", 15.0, 0.0, 3600.0),
+        max_header_size=_int(env, "GATEWAY_MAX_HEADER_SIZE", 8190, 1024, 65536),
     )

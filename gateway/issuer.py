@@ -19,6 +19,8 @@ from gateway.tokens import EmbedToken, mint_v1
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# Called with (caller subject, tenant) just before a mint; raises to refuse it (rate limits).
+BeforeMint = Callable[[str | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,9 @@ class TokenIssuer:
         refresh_buffer: int,
         redis_prefix: str,
         db_timeout: float = 1.0,
+        db_acquire_timeout: float | None = None,
         clock: Clock = time.time,
+        before_mint: BeforeMint | None = None,
     ) -> None:
         self._pool = pool
         self._cache = cache
@@ -77,7 +81,9 @@ class TokenIssuer:
         self._prefix = redis_prefix
         self._fingerprint = key_fingerprint(signing_secret)
         self._db_timeout = db_timeout
+        self._acquire_timeout = db_timeout if db_acquire_timeout is None else db_acquire_timeout
         self._clock = clock
+        self._before_mint = before_mint
         self._flight = SingleFlight()
         self.lookups = 0  # database lookups made; tests pin single flight with it
 
@@ -92,33 +98,37 @@ class TokenIssuer:
             self._prefix, self._fingerprint, self._api_key_id, workspace_id, tenant_id, dashboard_id
         )
 
-    async def issue(self, request: TokenRequest) -> Issued:
-        """The token for this (already authorised) request."""
+    async def issue(self, request: TokenRequest, subject: str | None = None) -> Issued:
+        """The token for this (already authorised) request; `subject` is the caller's JWT sub."""
         key = self.key(
             request.workspace_id, request.tenant_id, request.dashboard_id or DEFAULT_DASHBOARD
         )
         cached = await self._cache.get(key, self._clock())
         if cached is not None:
             return Issued(cached, cache_hit=True)
-        return await self._flight.run(key, lambda: self._resolve(request, key))
+        return await self._flight.run(key, lambda: self._resolve(request, key, subject))
 
     async def _lookup(self, request: TokenRequest) -> str:
         self.lookups += 1
         try:
-            async with asyncio.timeout(self._db_timeout):
-                return await lookup_dashboard(
-                    self._pool, request.tenant_id, request.workspace_id, request.dashboard_id
-                )
+            # Two deadlines: waiting for a pooled connection, then the query itself.
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                async with asyncio.timeout(self._db_timeout):
+                    return await lookup_dashboard(
+                        conn, request.tenant_id, request.workspace_id, request.dashboard_id
+                    )
         except (
             OSError,
             TimeoutError,
             asyncpg.PostgresConnectionError,
             asyncpg.InterfaceError,
+            # A server shutting down or starting up ("terminating connection", 57P01/57P03).
+            asyncpg.exceptions.OperatorInterventionError,
         ) as exc:
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
             raise Unavailable("the dashboard directory is unavailable", reason="database") from None
 
-    async def _resolve(self, request: TokenRequest, key: str) -> Issued:
+    async def _resolve(self, request: TokenRequest, key: str, subject: str | None) -> Issued:
         # Checked again inside the flight: a token may have landed while we queued.
         cached = await self._cache.get(key, self._clock())
         if cached is not None:
@@ -132,6 +142,8 @@ class TokenIssuer:
             if hit is not None:
                 issued = Issued(hit, cache_hit=True)
         if issued is None:
+            if self._before_mint is not None:
+                await self._before_mint(subject, request.tenant_id)
             issued = await self._mint_and_share(request, dashboard_id, canonical)
         if canonical != key:
             await self._cache.put(key, issued.token, self._clock(), only_if_absent=False)

@@ -84,8 +84,6 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             exc.reason,
             exc.code,
         )
-        if exc.status >= 500:
-            log.warning("request failed: %s", exc.message, extra={"request_id": request_id})
     except web.HTTPException as exc:
         response, code = _from_http_exception(exc, request_id)
         event = "invalid_request" if response.status == 413 else None
@@ -103,8 +101,38 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
 
     exchange = request.get(EXCHANGE)
     if exchange is not None:
-        _audit(request, response.status, exchange, started, event, reason, code)
+        event = _audit(request, response.status, exchange, started, event, reason, code)
+    _log_request(request, response.status, exchange, event, reason, started)
     return response
+
+
+def _log_request(
+    request: web.Request,
+    status: int,
+    exchange: Exchange | None,
+    event: str | None,
+    reason: str | None,
+    started: float,
+) -> None:
+    # One line per request: debug when it went well, warning when it did not. Only the path is
+    # logged (never the query string or a header), so no token or secret can reach the logs.
+    log.log(
+        logging.WARNING if status >= 400 else logging.DEBUG,
+        "%s %s %d",
+        request.method,
+        request.path,
+        status,
+        extra={
+            "request_id": request[REQUEST_ID],
+            "tenant_id": None if exchange is None else exchange.tenant_id,
+            "event": event,
+            "status": status,
+            "reason": reason,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "method": request.method,
+            "path": request.path,
+        },
+    )
 
 
 def _audit(
@@ -115,7 +143,7 @@ def _audit(
     event: str | None,
     reason: str | None,
     code: str | None,
-) -> None:
+) -> str:
     latency = time.perf_counter() - started
     if event is None:
         event = "token_reused" if exchange.cache_hit else "token_issued"
@@ -147,13 +175,4 @@ def _audit(
             detail=detail,
         )
     )
-    log.debug(
-        "token request",
-        extra={
-            "request_id": request[REQUEST_ID],
-            "tenant_id": exchange.tenant_id,
-            "event": event,
-            "status": status,
-            "latency_ms": round(latency * 1000, 3),
-        },
-    )
+    return event

@@ -14,6 +14,8 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.logs import configure_logging
+from gateway.multiproc import enable as enable_shared_metrics
+from gateway.multiproc import finish as finish_shared_metrics
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ def run_worker(settings: Settings, sock: socket.socket | None = None) -> None:
         sock=sock,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        # Request line and each header are capped; a larger one gets 400 before any handler runs.
+        max_line_size=settings.max_header_size,
+        max_field_size=settings.max_header_size,
         loop=_new_loop(),
         print=None,
         handle_signals=True,
@@ -58,6 +64,8 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
         (settings.host, settings.port), reuse_port=hasattr(socket, "SO_REUSEPORT"), backlog=1024
     )
     sock.set_inheritable(True)
+    # Every worker writes its metrics to shared files, so /metrics from any worker covers all.
+    metrics_dir, created = enable_shared_metrics()
     ctx = multiprocessing.get_context("fork")
     procs = [
         ctx.Process(target=_child, args=(settings, sock), daemon=False) for _ in range(workers)
@@ -76,5 +84,6 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     for proc in procs:
         proc.join()
     sock.close()
+    finish_shared_metrics(metrics_dir, created, (p.pid for p in procs))
     failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT)]
     return 1 if failed else 0

@@ -8,10 +8,12 @@ from aiohttp import web
 
 from gateway.audit import AuditWriter
 from gateway.auth import JwtVerifier
+from gateway.breaker import CircuitBreaker
 from gateway.config import Settings
 from gateway.exchange import Exchange
 from gateway.issuer import TokenIssuer
 from gateway.metrics import Metrics
+from gateway.ratelimit import RequestLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
@@ -20,6 +22,8 @@ AUDIT = web.AppKey("audit", AuditWriter)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", JwtVerifier)
 METRICS = web.AppKey("metrics", Metrics)
+REQUEST_LIMITER = web.AppKey("request_limiter", RequestLimiter)
+REDIS_BREAKER = web.AppKey("redis_breaker", CircuitBreaker)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 EXCHANGE = web.RequestKey("exchange", Exchange)
