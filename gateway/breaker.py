@@ -8,6 +8,7 @@ through as a probe (half-open); its success closes the breaker, its failure open
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,13 @@ class State(Enum):
 
 StateListener = Callable[[str, State, State], None]
 T = TypeVar("T")
+
+# Breakers whose dependency already failed in the current request (each request is a task with
+# its own context): later calls in the same request skip at once, so no request waits more than
+# one deadline per dependency, even before enough failures have opened the breaker.
+_failed_in_request: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "failed_in_request", default=frozenset()
+)
 
 
 class CircuitOpen(Exception):
@@ -105,13 +113,14 @@ class CircuitBreaker:
 
         Raises CircuitOpen without calling `fn` while the breaker is open.
         """
-        if not self.allow():
+        if id(self) in _failed_in_request.get() or not self.allow():
             raise CircuitOpen(self.name)
         try:
             async with asyncio.timeout(timeout):
                 result = await fn()
         except (*errors, TimeoutError):
             self.failure()
+            _failed_in_request.set(_failed_in_request.get() | {id(self)})
             raise
         except BaseException:
             # Cancelled (the client went away) or a bug: no verdict, but free the probe slot.
