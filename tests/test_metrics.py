@@ -115,9 +115,11 @@ async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 20.0
             await asyncio.sleep(0.1)
 
 
-async def test_metrics_cover_every_worker(settings, mapped, tmp_path) -> None:
+@pytest.mark.parametrize("operator_dir", [True, False])
+async def test_metrics_cover_every_worker(settings, mapped, tmp_path, operator_dir) -> None:
     """`gateway serve --workers 2`: 30 requests on separate connections, and every scrape (from
-    whichever worker answers it) counts all 30."""
+    whichever worker answers it) counts all 30; with PROMETHEUS_MULTIPROC_DIR set by the operator
+    or without it (a temporary directory)."""
     port = free_port()
     env = env_without_gateway() | {
         "GATEWAY_DATABASE_URL": settings.database_url,
@@ -128,8 +130,10 @@ async def test_metrics_cover_every_worker(settings, mapped, tmp_path) -> None:
         "GATEWAY_JWT_SECRET": JWT_SECRET.decode(),
         "GATEWAY_PORT": str(port),
         "GATEWAY_LOG_LEVEL": "warning",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if operator_dir:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
     proc = start_gateway(env, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
     try:
