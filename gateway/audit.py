@@ -200,10 +200,13 @@ class AuditWriter:
         return batch
 
     async def _write(self, batch: list[AuditEvent]) -> None:
+        started = time.perf_counter()
         await write_batch(self._pool, batch)
         self.written += len(batch)
         if self._metrics is not None:
             self._metrics.audit_written.inc(len(batch))
+            self._metrics.audit_batch_size.observe(len(batch))
+            self._metrics.audit_write_latency.observe(time.perf_counter() - started)
 
     async def _run(self) -> None:
         backoff = 0.05

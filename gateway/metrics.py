@@ -66,6 +66,30 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # Audit writer internals (issue 4 owns the writer and its spool; these are the names).
+        self.audit_batch_size = Histogram(
+            "gateway_audit_batch_size",
+            "Audit events per batch written",
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
+            registry=r,
+        )
+        self.audit_write_latency = Histogram(
+            "gateway_audit_write_seconds",
+            "Time to write one audit batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.audit_spool_bytes = Gauge(
+            "gateway_audit_spool_bytes",
+            "Audit events spooled to disk while PostgreSQL was unavailable, in bytes",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.audit_spool_replayed = Counter(
+            "gateway_audit_spool_replayed",
+            "Spooled audit events replayed into PostgreSQL",
+            registry=r,
+        )
         self.dependency_errors = Counter(
             "gateway_dependency_errors", "Failed calls to a dependency", ["dependency"], registry=r
         )

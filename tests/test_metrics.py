@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
 import asyncpg
 import pytest
@@ -82,6 +85,19 @@ async def test_counters_after_a_scripted_sequence(client, mapped) -> None:
     )
     assert value(found, "gateway_breaker_state", dependency="redis") == 0
     assert not [k for k in found if k[0] == "gateway_dependency_errors_total"]
+
+    # The audit writer delivers the six rows in batches of whatever size the timing gives.
+    deadline = time.monotonic() + 5
+    while value(found, "gateway_audit_events_written_total") < 6:
+        assert time.monotonic() < deadline, "audit rows not written"
+        await asyncio.sleep(0.05)
+        found = samples(await (await client.get("/metrics")).text())
+    assert value(found, "gateway_audit_events_written_total") == 6
+    assert value(found, "gateway_audit_batch_size_sum") == 6
+    batches = value(found, "gateway_audit_batch_size_count")
+    assert 1 <= batches <= 6
+    assert value(found, "gateway_audit_write_seconds_count") == batches
+    assert value(found, "gateway_audit_queue_depth") == 0
 
 
 @pytest.mark.parametrize("operator_dir", [True, False])
