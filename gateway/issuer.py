@@ -124,6 +124,8 @@ class TokenIssuer:
             asyncpg.InterfaceError,
             # A server shutting down or starting up ("terminating connection", 57P01/57P03).
             asyncpg.exceptions.OperatorInterventionError,
+            # A pooled connection left mid-operation when the server went away.
+            asyncpg.exceptions.InternalClientError,
         ) as exc:
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
             raise Unavailable("the dashboard directory is unavailable", reason="database") from None

@@ -115,6 +115,7 @@ class PrivatePostgres(_Process):
         self.data = self.dir / "data"
         bin_dir = _postgres_bin_dir()
         self._initdb, self._postgres = str(bin_dir / "initdb"), str(bin_dir / "postgres")
+        self._isready = str(bin_dir / "pg_isready")
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> PrivatePostgres:
@@ -144,7 +145,15 @@ class PrivatePostgres(_Process):
             stderr=subprocess.DEVNULL,
             user=PG_USER,
         )
-        wait_port(self.port, up=True)
+        # Listening is not enough: until recovery ends it answers "the database system is
+        # starting up".
+        deadline = time.monotonic() + 30
+        while subprocess.run(
+            [self._isready, "-q", "-h", "127.0.0.1", "-p", str(self.port)], check=False
+        ).returncode:
+            if time.monotonic() > deadline:
+                raise TimeoutError("private PostgreSQL did not become ready")
+            time.sleep(0.05)
         return self
 
     def stop(self) -> None:
