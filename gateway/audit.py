@@ -200,13 +200,10 @@ class AuditWriter:
         return batch
 
     async def _write(self, batch: list[AuditEvent]) -> None:
-        started = time.perf_counter()
         await write_batch(self._pool, batch)
         self.written += len(batch)
         if self._metrics is not None:
             self._metrics.audit_written.inc(len(batch))
-            self._metrics.audit_batch_size.observe(len(batch))
-            self._metrics.audit_write_latency.observe(time.perf_counter() - started)
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -215,14 +212,7 @@ class AuditWriter:
                 self._inflight = await self._next_batch()
             try:
                 await self._write(self._inflight)
-            except (
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                # A pooled connection left mid-operation when the server went away.
-                asyncpg.exceptions.InternalClientError,
-                OSError,
-                TimeoutError,
-            ) as exc:
+            except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
                 # Keep the batch and retry: event ids make a retried batch harmless.
                 log.warning(
                     "audit write failed, retrying in %.2fs: %s", backoff, type(exc).__name__

@@ -66,30 +66,6 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-        # Audit writer internals (issue 4 owns the writer and its spool; these are the names).
-        self.audit_batch_size = Histogram(
-            "gateway_audit_batch_size",
-            "Audit events per batch written",
-            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000),
-            registry=r,
-        )
-        self.audit_write_latency = Histogram(
-            "gateway_audit_write_seconds",
-            "Time to write one audit batch",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
-            registry=r,
-        )
-        self.audit_spool_bytes = Gauge(
-            "gateway_audit_spool_bytes",
-            "Audit events spooled to disk while PostgreSQL was unavailable, in bytes",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.audit_spool_replayed = Counter(
-            "gateway_audit_spool_replayed",
-            "Spooled audit events replayed into PostgreSQL",
-            registry=r,
-        )
         self.dependency_errors = Counter(
             "gateway_dependency_errors", "Failed calls to a dependency", ["dependency"], registry=r
         )
@@ -106,18 +82,23 @@ class Metrics:
             ["dependency", "state"],
             registry=r,
         )
-        self._queue_depth: Callable[[], int] | None = None
+        self._polled: list[tuple[Gauge, Callable[[], float]]] = []
+
+    def _track(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        # A multiprocess scrape reads files, not functions: there refresh() copies the value.
+        if multiprocess():
+            self._polled.append((gauge, read))
+        else:
+            gauge.set_function(read)
 
     def track_queue(self, depth: Callable[[], int]) -> None:
-        """Report the audit queue depth at scrape time (and on refresh(), for other workers)."""
-        self._queue_depth = depth
-        if not multiprocess():
-            self.audit_queue.set_function(depth)
+        """Report the audit queue depth at scrape time."""
+        self._track(self.audit_queue, depth)
 
     def refresh(self) -> None:
-        """Copy polled values into gauges (a multiprocess scrape reads files, not functions)."""
-        if self._queue_depth is not None and multiprocess():
-            self.audit_queue.set(self._queue_depth())
+        """Copy polled values into their gauges (multiprocess mode; every second and on scrape)."""
+        for gauge, read in self._polled:
+            gauge.set(read())
 
     def breaker_changed(self, dependency: str, _old: State, new: State) -> None:
         """Listener for CircuitBreaker state changes."""

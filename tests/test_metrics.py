@@ -93,10 +93,6 @@ async def test_counters_after_a_scripted_sequence(client, mapped) -> None:
         await asyncio.sleep(0.05)
         found = samples(await (await client.get("/metrics")).text())
     assert value(found, "gateway_audit_events_written_total") == 6
-    assert value(found, "gateway_audit_batch_size_sum") == 6
-    batches = value(found, "gateway_audit_batch_size_count")
-    assert 1 <= batches <= 6
-    assert value(found, "gateway_audit_write_seconds_count") == batches
     assert value(found, "gateway_audit_queue_depth") == 0
 
 
