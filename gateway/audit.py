@@ -212,7 +212,15 @@ class AuditWriter:
                 self._inflight = await self._next_batch()
             try:
                 await self._write(self._inflight)
-            except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                # A pooled connection caught mid-error by a server shutdown ("cannot switch to
+                # state ...; another operation is in progress"): retry on another connection.
+                asyncpg.exceptions.InternalClientError,
+                OSError,
+                TimeoutError,
+            ) as exc:
                 # Keep the batch and retry: event ids make a retried batch harmless.
                 log.warning(
                     "audit write failed, retrying in %.2fs: %s", backoff, type(exc).__name__
