@@ -6,7 +6,7 @@ import pytest
 
 from gateway.config import ConfigError, load_settings
 
-BASE = {
+OPS_ENV = {
     "GATEWAY_DATABASE_URL": "postgresql://u@h/db",
     "GATEWAY_REDIS_URL": "redis://h:6379/0",
     "GATEWAY_API_KEY_ID": "key",
@@ -17,7 +17,7 @@ BASE = {
 
 def test_defaults() -> None:
     """Unset, the limits are the documented defaults."""
-    s = load_settings(BASE)
+    s = load_settings(OPS_ENV)
     assert (s.rate_limit_subject_mints, s.rate_limit_tenant_mints) == (30, 300)
     assert (s.rate_limit_requests_per_second, s.rate_limit_request_burst) == (20.0, 40)
     assert s.rate_limit_fail_closed is False
@@ -30,7 +30,7 @@ def test_defaults() -> None:
 def test_values_are_read() -> None:
     """Set, they are parsed: booleans, lists of origins (trailing slash dropped), numbers."""
     s = load_settings(
-        BASE
+        OPS_ENV
         | {
             "GATEWAY_RATE_LIMIT_FAIL_CLOSED": "true",
             "GATEWAY_CORS_ORIGINS": "https://a.example.com/, http://localhost:3000",
@@ -58,4 +58,4 @@ def test_values_are_read() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     """A bad value stops start-up with an error naming the variable."""
     with pytest.raises(ConfigError, match=name):
-        load_settings(BASE | {name: value})
+        load_settings(OPS_ENV | {name: value})
