@@ -11,30 +11,57 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gateway import handlers
 from gateway.assets import setup_assets
 from gateway.audit import AuditWriter
 from gateway.auth import JwtVerifier
+from gateway.breaker import CircuitBreaker
 from gateway.cache import TokenCache
 from gateway.config import Settings
+from gateway.cors import setup_cors
 from gateway.issuer import TokenIssuer
 from gateway.jwks import JwksKeys
 from gateway.jwt_cache import JwtCache
 from gateway.local_cache import LocalTokenCache
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, multiprocess
 from gateway.middleware import gateway_middleware
+from gateway.openapi import openapi_json
 from gateway.partitions import maintain_forever
+from gateway.ratelimit import MintLimiter, Rate, RequestLimiter
 from gateway.spool import Spool
-from gateway.state import AUDIT, DB_POOL, ISSUER, JWT_CACHE, METRICS, REDIS, SETTINGS, VERIFIER
+from gateway.state import (
+    AUDIT,
+    DB_POOL,
+    ISSUER,
+    JWT_CACHE,
+    METRICS,
+    REDIS,
+    REDIS_BREAKER,
+    REQUEST_LIMITER,
+    SETTINGS,
+    VERIFIER,
+)
 from gateway.token_request import MAX_BODY_BYTES
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
-# Passed to the server runner: aiohttp's default 8,190-byte header field would cut a legal
-# 8 KiB bearer token short with a bare 400 that bypasses the middleware and the audit row.
-SERVER_LIMITS = {"max_field_size": 16 * 1024}
+
+
+def server_limits(settings: Settings) -> dict[str, int]:
+    """Parser limits for the server runner (`gateway serve` and the tests use the same).
+
+    The request line and each header are capped at GATEWAY_MAX_HEADER_SIZE (default 16 KiB):
+    aiohttp's own 8,190 bytes would cut a legal 8 KiB bearer token short with a bare 400 that
+    bypasses the middleware and the audit row.
+    """
+    return {
+        "max_line_size": settings.max_header_size,
+        "max_field_size": settings.max_header_size,
+    }
 
 
 async def _verifier(app: web.Application) -> AsyncIterator[None]:
@@ -86,8 +113,20 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         socket_connect_timeout=max(settings.redis_timeout, 0.5),
         max_connections=64,
         health_check_interval=30,
+        # No retries inside a call: the breaker decides when Redis is tried again, and a retry
+        # would only stack waits inside one request's deadline.
+        retry=Retry(NoBackoff(), 0),
     )
     app[REDIS] = client
+    metrics = app[METRICS]
+    app[REDIS_BREAKER] = CircuitBreaker(
+        "redis",
+        threshold=settings.redis_breaker_threshold,
+        cooldown=settings.redis_breaker_cooldown,
+        on_change=metrics.breaker_changed,
+        on_failure=lambda name: metrics.dependency_errors.labels(name).inc(),
+    )
+    metrics.breaker_state.labels("redis").set(0)
     yield
     await client.aclose()
 
@@ -128,9 +167,26 @@ async def _partitions(app: web.Application) -> AsyncIterator[None]:
 
 async def _issuer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    metrics = app[METRICS]
+    limiter = MintLimiter(
+        app[REDIS],
+        prefix=settings.redis_prefix,
+        per_subject=_per_minute(settings.rate_limit_subject_mints),
+        per_tenant=_per_minute(settings.rate_limit_tenant_mints),
+        timeout=settings.redis_timeout,
+        breaker=app[REDIS_BREAKER],
+        fail_closed=settings.rate_limit_fail_closed,
+        on_decision=lambda limiter, decision: metrics.rate_limit.labels(limiter, decision).inc(),
+    )
     app[ISSUER] = TokenIssuer(
         pool=app[DB_POOL],
-        cache=TokenCache(app[REDIS], settings.refresh_buffer, settings.redis_timeout),
+        cache=TokenCache(
+            app[REDIS],
+            settings.refresh_buffer,
+            settings.redis_timeout,
+            breaker=app[REDIS_BREAKER],
+            on_lookup=lambda result: metrics.cache_lookups.labels("redis", result).inc(),
+        ),
         signing_secret=settings.signing_secret,
         api_key_id=settings.api_key_id,
         token_ttl=settings.token_ttl,
@@ -142,8 +198,31 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
             max_size=settings.local_cache_size,
             refresh_buffer=settings.refresh_buffer,
         ),
+        db_acquire_timeout=settings.db_acquire_timeout,
+        before_mint=limiter.before_mint,
+        on_local_lookup=lambda result: metrics.cache_lookups.labels("local", result).inc(),
     )
     yield
+
+
+def _per_minute(limit: int) -> Rate | None:
+    return Rate(limit, 60.0) if limit > 0 else None
+
+
+async def _metrics_refresh(app: web.Application) -> AsyncIterator[None]:
+    # With several workers a scrape reads files, so polled gauges are copied there each second.
+    task = asyncio.create_task(_refresh_forever(app[METRICS])) if multiprocess() else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _refresh_forever(metrics: Metrics) -> None:
+    while True:
+        metrics.refresh()
+        await asyncio.sleep(1.0)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -152,15 +231,26 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[JWT_CACHE] = JwtCache(max_size=settings.jwt_cache_size, max_ttl=settings.jwt_cache_ttl)
-    app.cleanup_ctx.extend([_verifier, _postgres, _redis, _audit, _partitions, _issuer])
+    app[REQUEST_LIMITER] = RequestLimiter(
+        rate=settings.rate_limit_requests_per_second,
+        burst=settings.rate_limit_request_burst,
+        on_decision=lambda limiter, decision: (
+            app[METRICS].rate_limit.labels(limiter, decision).inc()
+        ),
+    )
+    app.cleanup_ctx.extend(
+        [_verifier, _postgres, _redis, _audit, _partitions, _issuer, _metrics_refresh]
+    )
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/openapi.json", openapi_json)
     setup_assets(app)
     if settings.dev_routes:
         from gateway.devtools import setup_dev_routes  # noqa: PLC0415 - dev mode only
 
         setup_dev_routes(app)
+    setup_cors(app, settings.cors_origins)
     return app

@@ -23,6 +23,7 @@ import orjson
 
 from gateway.ids import uuid7
 from gateway.metrics import Metrics
+from gateway.pg_errors import DATABASE_ERRORS
 from gateway.spool import Spool
 
 __all__ = ["COLUMNS", "AuditEvent", "AuditWriter", "uuid7", "write_batch"]
@@ -50,7 +51,7 @@ COLUMNS = (
 )
 _TIMES = ("occurred_at", "expires_at")
 # What a write to an unreachable, restarting or too slow PostgreSQL raises.
-WRITE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+WRITE_ERRORS = DATABASE_ERRORS
 # Spooled events are replayed in bigger COPY batches than live ones: there is a backlog to clear.
 REPLAY_CHUNK = 5000
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import math
+from collections.abc import Callable
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.breaker import CircuitBreaker, CircuitOpen
 from gateway.tokens import EmbedToken, is_reusable
 
 log = logging.getLogger(__name__)
@@ -66,27 +67,51 @@ def reuse_window_ms(valid_until: int, now: float, refresh_buffer: int) -> int:
     return math.floor((valid_until - refresh_buffer - now) * 1000)
 
 
-class TokenCache:
-    """Redis-backed cache; every call is bounded by a deadline and a Redis fault is a miss."""
+REDIS_ERRORS = (RedisError, OSError)
+# Called with a lookup's outcome: "hit", "miss", "error" (failed or timed out), "skipped" (open).
+LookupListener = Callable[[str], None]
 
-    def __init__(self, client: aioredis.Redis, refresh_buffer: int, timeout: float) -> None:
+
+class TokenCache:
+    """Redis-backed cache; every call is bounded by a deadline and a Redis fault is a miss.
+
+    Calls go through the breaker: while it is open they are skipped at once, not timed out.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        refresh_buffer: int,
+        timeout: float,
+        *,
+        breaker: CircuitBreaker | None = None,
+        on_lookup: LookupListener | None = None,
+    ) -> None:
         self._client = client
         self._buffer = refresh_buffer
         self._timeout = timeout
+        # A breaker that never opens keeps the no-breaker case on the same code path.
+        self._breaker = breaker or CircuitBreaker("redis", threshold=2**31)
+        self._on_lookup = on_lookup or (lambda _result: None)
 
     async def get(self, key: str, now: float) -> EmbedToken | None:
         """The cached token if it may still be reused at `now`, else None."""
         try:
-            async with asyncio.timeout(self._timeout):
-                raw = await self._client.get(key)
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("redis get failed, treating as a miss: %s", type(exc).__name__)
+            raw = await self._breaker.call(
+                lambda: self._client.get(key), timeout=self._timeout, errors=REDIS_ERRORS
+            )
+        except CircuitOpen:
+            self._on_lookup("skipped")
             return None
-        if raw is None:
+        except (*REDIS_ERRORS, TimeoutError) as exc:
+            self._on_lookup("error")
+            log.debug("redis get failed, treating as a miss: %s", type(exc).__name__)
             return None
-        entry = decode_entry(raw)
+        entry = None if raw is None else decode_entry(raw)
         if entry is None or not is_reusable(entry.valid_until, now, self._buffer):
+            self._on_lookup("miss")
             return None
+        self._on_lookup("hit")
         return entry
 
     async def put(
@@ -101,12 +126,15 @@ class TokenCache:
         if ttl_ms <= 0:
             return None
         try:
-            async with asyncio.timeout(self._timeout):
-                stored = await self._client.set(
-                    key, encode_entry(token), px=ttl_ms, nx=only_if_absent
-                )
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("redis set failed, token not shared: %s", type(exc).__name__)
+            stored = await self._breaker.call(
+                lambda: self._client.set(key, encode_entry(token), px=ttl_ms, nx=only_if_absent),
+                timeout=self._timeout,
+                errors=REDIS_ERRORS,
+            )
+        except CircuitOpen:
+            return None
+        except (*REDIS_ERRORS, TimeoutError) as exc:
+            log.debug("redis set failed, token not shared: %s", type(exc).__name__)
             return None
         return bool(stored)
 

@@ -8,12 +8,15 @@ import sys
 from collections.abc import Sequence
 
 import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from gateway import audit_cli
-from gateway.config import ConfigError, database_url_from_env, load_settings
+from gateway.config import ConfigError, database_url_from_env, load_settings, redis_from_env
 from gateway.dashboards import add_mapping, list_mappings, remove_mapping
 from gateway.logs import configure_logging
 from gateway.migrate import migrate
+from gateway.revoke import purge_tokens, record_event, revocation_event
 from gateway.token_request import ID_RULE
 
 
@@ -55,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_cli.add_parser(sub, _id)
 
+    revoke = sub.add_parser(
+        "revoke", help="purge a tenant's cached tokens (needs GATEWAY_REDIS_URL) and audit it"
+    )
+    revoke.add_argument("--tenant", required=True, type=_id)
+    revoke.add_argument("--dashboard", type=_id, help="only this dashboard's tokens")
+
     dev = sub.add_parser("dev", help="one-command demo with embedded PostgreSQL and Redis")
     dev.add_argument("--data-dir", default=".gateway-dev", help="where the demo keeps its data")
     dev.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
@@ -72,6 +81,63 @@ async def _run_migrate() -> int:
     return 0
 
 
+async def _purge(
+    conn: asyncpg.Connection,
+    tenant_id: str,
+    *,
+    workspace_id: str | None = None,
+    dashboard_id: str | None = None,
+    default_only: bool = False,
+    source: str,
+) -> int | None:
+    """Purge cached tokens and audit it; None (with a note) when GATEWAY_REDIS_URL is unset."""
+    target = redis_from_env()
+    if target is None:
+        print(
+            "note: GATEWAY_REDIS_URL is not set, so cached tokens were not purged;"
+            " they stay in use until they expire",
+            file=sys.stderr,
+        )
+        return None
+    url, prefix = target
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    try:
+        purged = await purge_tokens(
+            client,
+            prefix,
+            tenant_id,
+            workspace_id=workspace_id,
+            dashboard_id=dashboard_id,
+            default_only=default_only,
+        )
+    finally:
+        await client.aclose()
+    await record_event(
+        conn,
+        revocation_event(
+            tenant_id,
+            purged=purged,
+            workspace_id=workspace_id,
+            dashboard_id=dashboard_id,
+            source=source,
+        ),
+    )
+    return purged
+
+
+async def _run_revoke(args: argparse.Namespace) -> int:
+    if redis_from_env() is None:
+        raise ConfigError("GATEWAY_REDIS_URL is required to revoke cached tokens")
+    conn = await asyncpg.connect(database_url_from_env())
+    try:
+        purged = await _purge(conn, args.tenant, dashboard_id=args.dashboard, source="revoke")
+    finally:
+        await conn.close()
+    what = args.tenant if args.dashboard is None else f"{args.tenant} / {args.dashboard}"
+    print(f"revoked {purged} cached token(s) of {what}")
+    return 0
+
+
 async def _run_tenants(args: argparse.Namespace) -> int:
     conn = await asyncpg.connect(database_url_from_env())
     try:
@@ -80,6 +146,17 @@ async def _run_tenants(args: argparse.Namespace) -> int:
                 conn, args.tenant, args.workspace, args.dashboard, is_default=args.default
             )
             print(f"mapped {args.tenant} / {args.workspace} -> {args.dashboard}")
+            if args.default:
+                # Tokens cached for "the default dashboard" now name the wrong one.
+                purged = await _purge(
+                    conn,
+                    args.tenant,
+                    workspace_id=args.workspace,
+                    default_only=True,
+                    source="tenants add --default",
+                )
+                if purged is not None:
+                    print(f"purged {purged} cached default-dashboard token(s)")
         elif args.action == "list":
             rows = await list_mappings(conn, args.tenant)
             print(f"{'TENANT':<24} {'WORKSPACE':<24} {'DASHBOARD':<24} DEFAULT  CREATED")
@@ -96,6 +173,15 @@ async def _run_tenants(args: argparse.Namespace) -> int:
                 )
                 return 1
             print(f"removed {args.tenant} / {args.workspace} -> {args.dashboard}")
+            purged = await _purge(
+                conn,
+                args.tenant,
+                workspace_id=args.workspace,
+                dashboard_id=args.dashboard,
+                source="tenants remove",
+            )
+            if purged is not None:
+                print(f"purged {purged} cached token(s)")
     finally:
         await conn.close()
     return 0
@@ -141,6 +227,8 @@ def _run_admin(args: argparse.Namespace) -> int:
         return asyncio.run(_run_migrate())
     if args.command == "tenants":
         return asyncio.run(_run_tenants(args))
+    if args.command == "revoke":
+        return asyncio.run(_run_revoke(args))
     return asyncio.run(audit_cli.run(args))
 
 
@@ -149,6 +237,7 @@ COMMANDS = {
     "migrate": _run_admin,
     "tenants": _run_admin,
     "audit": _run_admin,
+    "revoke": _run_admin,
     "dev": _run_dev,
 }
 
@@ -161,6 +250,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, RedisError) as exc:
         print(f"gateway: {args.command} failed: {exc}", file=sys.stderr)
         return 1

@@ -76,6 +76,19 @@ class Settings:
     jwt_cache_size: int = 20_000
     local_cache_ttl: float = 5.0
     local_cache_size: int = 10_000
+    # Production limits (README "Operations"); 0 turns a rate limit off.
+    db_acquire_timeout: float = 1.0
+    redis_breaker_threshold: int = 3
+    redis_breaker_cooldown: float = 2.0
+    rate_limit_subject_mints: int = 30
+    rate_limit_tenant_mints: int = 300
+    rate_limit_requests_per_second: float = 20.0
+    rate_limit_request_burst: int = 40
+    rate_limit_fail_closed: bool = False
+    cors_origins: tuple[str, ...] = ()
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 15.0
+    max_header_size: int = 16384
     # Never read from the environment: only `gateway dev` turns on the demo and the test verifier.
     dev_routes: bool = False
 
@@ -152,6 +165,24 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false")
 
 
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _get(env, "GATEWAY_CORS_ORIGINS")
+    if raw is None:
+        return ()
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        # Exact origins only: a wildcard would let any site mint tokens with a user's JWT.
+        if not _ORIGIN.match(origin):
+            raise ConfigError(
+                "GATEWAY_CORS_ORIGINS must list exact origins like https://app.example.com"
+                " (scheme://host[:port], comma-separated, no wildcard)"
+            )
+    return origins
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = (_get(env, name) or default).lower()
     if value not in choices:
@@ -173,6 +204,18 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
     return _url(
         os.environ if env is None else env, "GATEWAY_DATABASE_URL", ("postgresql", "postgres")
     )
+
+
+def redis_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(GATEWAY_REDIS_URL, GATEWAY_REDIS_PREFIX) for admin commands; None when no URL is set."""
+    env = os.environ if env is None else env
+    if _get(env, "GATEWAY_REDIS_URL") is None:
+        return None
+    url = _url(env, "GATEWAY_REDIS_URL", ("redis", "rediss", "unix"))
+    prefix = env.get("GATEWAY_REDIS_PREFIX", "gw:")
+    if not _PREFIX.match(prefix):
+        raise ConfigError("GATEWAY_REDIS_PREFIX may only hold [A-Za-z0-9_.:-], at most 64")
+    return url, prefix
 
 
 def _algorithms(env: Mapping[str, str], has_secret: bool, has_jwks: bool) -> tuple[str, ...]:
@@ -287,4 +330,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_cache_size=_int(env, "GATEWAY_JWT_CACHE_SIZE", 20_000, 1, 10_000_000),
         local_cache_ttl=_float(env, "GATEWAY_LOCAL_CACHE_TTL", 5.0, 0.0, 300.0),
         local_cache_size=_int(env, "GATEWAY_LOCAL_CACHE_SIZE", 10_000, 1, 10_000_000),
+        db_acquire_timeout=_float(env, "GATEWAY_DB_ACQUIRE_TIMEOUT", 1.0, 0.01, 60.0),
+        redis_breaker_threshold=_int(env, "GATEWAY_REDIS_BREAKER_THRESHOLD", 3, 1, 1000),
+        redis_breaker_cooldown=_float(env, "GATEWAY_REDIS_BREAKER_COOLDOWN", 2.0, 0.01, 600.0),
+        rate_limit_subject_mints=_int(env, "GATEWAY_RATE_LIMIT_SUBJECT_MINTS", 30, 0, 10**7),
+        rate_limit_tenant_mints=_int(env, "GATEWAY_RATE_LIMIT_TENANT_MINTS", 300, 0, 10**7),
+        rate_limit_requests_per_second=_float(
+            env, "GATEWAY_RATE_LIMIT_REQUESTS_PER_SECOND", 20.0, 0.0, 1e6
+        ),
+        rate_limit_request_burst=_int(env, "GATEWAY_RATE_LIMIT_REQUEST_BURST", 40, 1, 10**6),
+        rate_limit_fail_closed=_bool(env, "GATEWAY_RATE_LIMIT_FAIL_CLOSED", False),
+        cors_origins=_origins(env),
+        body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT", 10.0, 0.1, 600.0),
+        keepalive_timeout=_float(env, "GATEWAY_KEEPALIVE_TIMEOUT", 15.0, 0.0, 3600.0),
+        max_header_size=_int(env, "GATEWAY_MAX_HEADER_SIZE", 16384, 1024, 65536),
     )

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from gateway.auth import bearer_token, check_tenant
-from gateway.errors import PayloadTooLarge, Unauthenticated, Unavailable
+from gateway.errors import InvalidRequest, PayloadTooLarge, Unauthenticated, Unavailable
 from gateway.exchange import Exchange
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.state import (
@@ -21,6 +21,7 @@ from gateway.state import (
     JWT_CACHE,
     METRICS,
     REDIS,
+    REQUEST_LIMITER,
     SETTINGS,
     VERIFIER,
 )
@@ -35,7 +36,12 @@ async def _read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge("request body is over the 16 KiB limit")
     # The app's client_max_size makes read() refuse a longer chunked body (HTTP 413).
-    return await request.read()
+    try:
+        # A client trickling its body must not hold a connection and a handler forever.
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise InvalidRequest("request body not received in time", reason="body_timeout") from None
 
 
 async def issue_token(request: web.Request) -> web.Response:
@@ -56,6 +62,10 @@ async def issue_token(request: web.Request) -> web.Response:
         app[METRICS].auth_failures.labels(exc.reason).inc()
         raise
     exchange.subject = caller.subject
+    # Right after authentication and before any I/O: refusing a flood costs no round trip.
+    app[REQUEST_LIMITER].check(
+        f"sub:{caller.subject}" if caller.subject is not None else f"ip:{request.remote}"
+    )
     check_media_type(request.headers.get("Content-Type", ""))
     body = parse_token_request(await _read_body(request))
     exchange.tenant_id, exchange.workspace_id = body.tenant_id, body.workspace_id
@@ -65,7 +75,12 @@ async def issue_token(request: web.Request) -> web.Response:
         # Fail closed: no token leaves without an audit event that is written or spooled.
         raise Unavailable("the audit trail is unavailable", reason="audit")
 
-    issued = await app[ISSUER].issue(body)
+    try:
+        issued = await app[ISSUER].issue(body, caller.subject)
+    except Unavailable as exc:
+        if exc.reason == "database":
+            app[METRICS].dependency_errors.labels("postgresql").inc()
+        raise
     token = issued.token
     exchange.dashboard_id, exchange.token = token.dashboard_id, token.token
     exchange.expires_at, exchange.cache_hit = token.valid_until, issued.cache_hit

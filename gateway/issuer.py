@@ -14,23 +14,15 @@ from gateway.cache import DEFAULT_DASHBOARD, TokenCache, cache_key, key_fingerpr
 from gateway.dashboards import lookup_dashboard
 from gateway.errors import Unavailable
 from gateway.local_cache import LocalTokenCache
+from gateway.pg_errors import CONNECTION_ERRORS
 from gateway.token_request import TokenRequest
 from gateway.tokens import EmbedToken, mint_v1
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-
-# Failures that mean "PostgreSQL is not reachable right now" (503), as opposed to a bug (500).
-_DATABASE_DOWN = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-)
+# Called with (caller subject, tenant) just before a mint; raises to refuse it (rate limits).
+BeforeMint = Callable[[str | None, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +70,11 @@ class TokenIssuer:
         refresh_buffer: int,
         redis_prefix: str,
         db_timeout: float = 1.0,
+        db_acquire_timeout: float | None = None,
         clock: Clock = time.time,
         local: LocalTokenCache | None = None,
+        before_mint: BeforeMint | None = None,
+        on_local_lookup: Callable[[str], None] | None = None,
     ) -> None:
         self._pool = pool
         self._cache = cache
@@ -90,9 +85,12 @@ class TokenIssuer:
         self._prefix = redis_prefix
         self._fingerprint = key_fingerprint(signing_secret)
         self._db_timeout = db_timeout
+        self._acquire_timeout = db_timeout if db_acquire_timeout is None else db_acquire_timeout
         self._clock = clock
+        self._before_mint = before_mint
         self._flight = SingleFlight()
         self._local = local if local is not None and local.enabled else None
+        self._on_local_lookup = on_local_lookup
         self.lookups = 0  # database lookups made; tests pin single flight with it
 
     @property
@@ -106,8 +104,8 @@ class TokenIssuer:
             self._prefix, self._fingerprint, self._api_key_id, workspace_id, tenant_id, dashboard_id
         )
 
-    async def issue(self, request: TokenRequest) -> Issued:
-        """The token for this (already authorised) request."""
+    async def issue(self, request: TokenRequest, subject: str | None = None) -> Issued:
+        """The token for this (already authorised) request; `subject` is the caller's JWT sub."""
         key = self.key(
             request.workspace_id, request.tenant_id, request.dashboard_id or DEFAULT_DASHBOARD
         )
@@ -116,13 +114,15 @@ class TokenIssuer:
         if local is not None:
             # The hot path: no Redis or PostgreSQL round trip while this worker's copy is fresh.
             held = local.get(key, now)
+            if self._on_local_lookup is not None:
+                self._on_local_lookup("miss" if held is None else "hit")
             if held is not None:
                 return Issued(held, cache_hit=True)
         cached = await self._cache.get(key, now)
         if cached is not None:
             issued = Issued(cached, cache_hit=True)
         else:
-            issued = await self._flight.run(key, lambda: self._resolve(request, key))
+            issued = await self._flight.run(key, lambda: self._resolve(request, key, subject))
         if local is not None:
             local.put(key, issued.token, self._clock())
         return issued
@@ -130,15 +130,17 @@ class TokenIssuer:
     async def _lookup(self, request: TokenRequest) -> str:
         self.lookups += 1
         try:
-            async with asyncio.timeout(self._db_timeout):
-                return await lookup_dashboard(
-                    self._pool, request.tenant_id, request.workspace_id, request.dashboard_id
-                )
-        except _DATABASE_DOWN as exc:
+            # Two deadlines: waiting for a pooled connection, then the query itself.
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                async with asyncio.timeout(self._db_timeout):
+                    return await lookup_dashboard(
+                        conn, request.tenant_id, request.workspace_id, request.dashboard_id
+                    )
+        except CONNECTION_ERRORS as exc:
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
             raise Unavailable("the dashboard directory is unavailable", reason="database") from None
 
-    async def _resolve(self, request: TokenRequest, key: str) -> Issued:
+    async def _resolve(self, request: TokenRequest, key: str, subject: str | None) -> Issued:
         # Checked again inside the flight: a token may have landed while we queued.
         cached = await self._cache.get(key, self._clock())
         if cached is not None:
@@ -152,6 +154,8 @@ class TokenIssuer:
             if hit is not None:
                 issued = Issued(hit, cache_hit=True)
         if issued is None:
+            if self._before_mint is not None:
+                await self._before_mint(subject, request.tenant_id)
             issued = await self._mint_and_share(request, dashboard_id, canonical)
         if canonical != key:
             await self._cache.put(key, issued.token, self._clock(), only_if_absent=False)

@@ -9,7 +9,18 @@ from datetime import UTC, datetime
 import orjson
 
 # Fields a log call may pass in `extra`; anything else in a record is internal to logging.
-EXTRA_FIELDS = ("request_id", "tenant_id", "event", "status", "latency_ms", "reason", "dependency")
+EXTRA_FIELDS = (
+    "request_id",
+    "tenant_id",
+    "event",
+    "status",
+    "latency_ms",
+    "reason",
+    "dependency",
+    "state",
+    "method",
+    "path",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,13 +43,30 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """A human-readable line, with the same extra fields as key=value pairs."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render a record as one line of text."""
+        line = super().format(record)
+        pairs = [
+            f"{name}={record.__dict__[name]}"
+            for name in EXTRA_FIELDS
+            if record.__dict__.get(name) is not None
+        ]
+        return f"{line} {' '.join(pairs)}" if pairs else line
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Send the gateway's logs to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

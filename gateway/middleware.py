@@ -85,8 +85,6 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             exc.reason,
             exc.code,
         )
-        if exc.status >= 500:
-            log.warning("request failed: %s", exc.message, extra={"request_id": request_id})
     except web.HTTPException as exc:
         response, code = _from_http_exception(exc, request_id)
         # Only reached by the token route for protocol-level refusals (413, a bad body encoding).
@@ -105,8 +103,41 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
 
     exchange = request.get(EXCHANGE)
     if exchange is not None:
-        _audit(request, response.status, exchange, started, event, reason, code)
+        event = _audit(request, response.status, exchange, started, event, reason, code)
+    _log_request(request, response.status, exchange, event, reason, started)
     return response
+
+
+def _log_request(
+    request: web.Request,
+    status: int,
+    exchange: Exchange | None,
+    event: str | None,
+    reason: str | None,
+    started: float,
+) -> None:
+    # One line per request: debug when it went well, warning when it did not. Only the path is
+    # logged (never the query string or a header), so no token or secret can reach the logs.
+    level = logging.WARNING if status >= 400 else logging.DEBUG
+    if not log.isEnabledFor(level):  # the hot path does not build a record nobody reads
+        return
+    log.log(
+        level,
+        "%s %s %d",
+        request.method,
+        request.path,
+        status,
+        extra={
+            "request_id": request[REQUEST_ID],
+            "tenant_id": None if exchange is None else exchange.tenant_id,
+            "event": event,
+            "status": status,
+            "reason": reason,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            "method": request.method,
+            "path": request.path,
+        },
+    )
 
 
 def _audit(
@@ -117,7 +148,7 @@ def _audit(
     event: str | None,
     reason: str | None,
     code: str | None,
-) -> None:
+) -> str:
     latency = time.perf_counter() - started
     if event is None:
         event = "token_reused" if exchange.cache_hit else "token_issued"
@@ -149,14 +180,4 @@ def _audit(
             detail=detail,
         )
     )
-    if log.isEnabledFor(logging.DEBUG):  # the extra dict is not built on every request
-        log.debug(
-            "token request",
-            extra={
-                "request_id": request[REQUEST_ID],
-                "tenant_id": exchange.tenant_id,
-                "event": event,
-                "status": status,
-                "latency_ms": round(latency * 1000, 3),
-            },
-        )
+    return event

@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from gateway.pg_errors import DATABASE_ERRORS
+
 log = logging.getLogger(__name__)
 
 PARENT = "audit_events"
@@ -149,7 +151,7 @@ async def maintain_forever(pool: asyncpg.Pool, *, days_ahead: int) -> None:
             async with pool.acquire() as conn:
                 await ensure_partitions(conn, days_ahead=days_ahead, days_back=1)
             delay = MAINTAIN_INTERVAL
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except DATABASE_ERRORS as exc:
             # The default partition takes rows meanwhile; nothing is lost, only tidiness.
             log.warning("audit partition maintenance failed: %s", type(exc).__name__)
             delay = RETRY_INTERVAL

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.app import SERVER_LIMITS, create_app
+from gateway.app import create_app, server_limits
 from gateway.config import Settings
 from gateway.logs import configure_logging
+from gateway.multiproc import enable as enable_shared_metrics
+from gateway.multiproc import finish as finish_shared_metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,12 @@ def run_worker(
         sock=sock,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
         loop=_new_loop(),
         # run_app calls `print` once its sites listen: the moment to say "ready".
         print=None if on_listening is None else (lambda _msg: on_listening()),
         handle_signals=True,
-        **SERVER_LIMITS,
+        **server_limits(settings),
     )
 
 
@@ -102,6 +105,8 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
         holder = shared = socket.create_server((settings.host, settings.port), backlog=1024)
         shared.set_inheritable(True)
     port = holder.getsockname()[1]
+    # Every worker writes its metrics to shared files, so /metrics from any worker covers all.
+    metrics_dir, created = enable_shared_metrics()
     ctx = multiprocessing.get_context("fork")
     procs = [
         ctx.Process(target=_child, args=(settings, shared, port), daemon=False)
@@ -121,5 +126,6 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     for proc in procs:
         proc.join()
     holder.close()
+    finish_shared_metrics(metrics_dir, created, (p.pid for p in procs))
     failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGTERM, -signal.SIGINT)]
     return 1 if failed else 0

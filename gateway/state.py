@@ -8,11 +8,13 @@ from aiohttp import web
 
 from gateway.audit import AuditWriter
 from gateway.auth import JwtVerifier
+from gateway.breaker import CircuitBreaker
 from gateway.config import Settings
 from gateway.exchange import Exchange
 from gateway.issuer import TokenIssuer
 from gateway.jwt_cache import JwtCache
 from gateway.metrics import Metrics
+from gateway.ratelimit import RequestLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
@@ -23,6 +25,8 @@ VERIFIER = web.AppKey("verifier", JwtVerifier)
 JWT_CACHE = web.AppKey("jwt_cache", JwtCache)
 METRICS = web.AppKey("metrics", Metrics)
 CLIENT_INTEGRITY = web.AppKey("client_integrity", str)  # the embed client's SRI hash (dev demo)
+REQUEST_LIMITER = web.AppKey("request_limiter", RequestLimiter)
+REDIS_BREAKER = web.AppKey("redis_breaker", CircuitBreaker)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 EXCHANGE = web.RequestKey("exchange", Exchange)

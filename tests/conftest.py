@@ -16,7 +16,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestServer
 
-from gateway.app import SERVER_LIMITS, create_app
+from gateway.app import create_app, server_limits
 from gateway.config import Settings
 from gateway.migrate import migrate
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
@@ -125,6 +125,13 @@ def settings(
         redis_timeout=2.0,
         db_timeout=5.0,
         audit_spool_dir=str(tmp_path / "audit-spool"),
+        # Limits stay on but out of the way; tests of the limiters set their own.
+        rate_limit_requests_per_second=10_000.0,
+        rate_limit_request_burst=10_000,
+        rate_limit_subject_mints=100_000,
+        rate_limit_tenant_mints=100_000,
+        # Tests see Redis on every request; the per-worker tier is tested where it is switched on.
+        local_cache_ttl=0.0,
     )
 
 
@@ -133,9 +140,10 @@ def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., An
     """Start the real app (create_app) with settings changed as given, and return a test client."""
 
     async def start(settings: Settings, **changes: Any) -> Any:
-        server = TestServer(create_app(replace(settings, **changes)))
+        app_settings = replace(settings, **changes)
+        server = TestServer(create_app(app_settings))
         # The server limits `gateway serve` uses; aiohttp_client would start it with defaults.
-        await server.start_server(**SERVER_LIMITS)
+        await server.start_server(**server_limits(app_settings))
         return await aiohttp_client(server)
 
     return start

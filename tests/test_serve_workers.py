@@ -41,7 +41,7 @@ async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float 
 
 
 async def test_two_workers_hand_out_the_same_token(
-    settings, database_url: str, db: asyncpg.Connection
+    settings, database_url: str, db: asyncpg.Connection, tmp_path
 ) -> None:
     """Many connections over two worker processes all get one token; both workers serve."""
     await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
@@ -57,6 +57,10 @@ async def test_two_workers_hand_out_the_same_token(
         "GATEWAY_PORT": str(port),
         "GATEWAY_LOG_LEVEL": "warning",
         "GATEWAY_REDIS_TIMEOUT": "2",
+        # 400 requests from one caller: the per-worker limit must not refuse them.
+        "GATEWAY_RATE_LIMIT_REQUESTS_PER_SECOND": "100000",
+        "GATEWAY_RATE_LIMIT_REQUEST_BURST": "100000",
+        "GATEWAY_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
     }
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "gateway", "serve", "--workers", "2"),

@@ -1,0 +1,66 @@
+"""CORS for browser callers: exact allowed origins, preflight answered, `Vary: Origin` always."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID"
+EXPOSE_HEADERS = "Retry-After, X-Request-ID"
+PREFLIGHT_MAX_AGE = "600"
+ALLOWED_ORIGINS = web.AppKey("cors_origins", frozenset)
+
+
+def setup_cors(app: web.Application, origins: Iterable[str]) -> None:
+    """Answer preflights and stamp CORS headers on every response of `app`.
+
+    The preflight middleware runs inside the gateway middleware (so preflights get a request id
+    and the security headers); the headers are added as the response is sent, so error answers
+    made by the gateway middleware carry them too.
+    """
+    app[ALLOWED_ORIGINS] = frozenset(origins)
+    app.middlewares.append(preflight_middleware)
+    app.on_response_prepare.append(_stamp)
+
+
+def _allowed_origin(request: web.Request) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in request.app[ALLOWED_ORIGINS]:
+        return origin
+    return None
+
+
+@web.middleware
+async def preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """OPTIONS with Access-Control-Request-Method on a known path: 204, allowed origins only."""
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return await handler(request)
+    match = request.match_info
+    error = match.http_exception
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        methods = set(error.allowed_methods)
+    elif error is None:
+        methods = {match.route.method}
+    else:
+        return await handler(request)  # unknown path: the usual 404
+    response = web.Response(status=204)
+    if _allowed_origin(request) is not None:
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(sorted(methods))
+        response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+    return response
+
+
+async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
+    # The answer depends on Origin, so shared caches must key on it, allowed or not.
+    vary = response.headers.get("Vary")
+    if vary is None:
+        response.headers["Vary"] = "Origin"
+    elif "origin" not in vary.lower():
+        response.headers["Vary"] = f"{vary}, Origin"
+    origin = _allowed_origin(request)
+    if origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
