@@ -176,7 +176,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.redis_timeout,
         breaker=app[REDIS_BREAKER],
         fail_closed=settings.rate_limit_fail_closed,
-        on_decision=lambda limiter, decision: metrics.rate_limit.labels(limiter, decision).inc(),
+        on_decision=lambda limiter, decision: metrics.count(metrics.rate_limit, limiter, decision),
     )
     app[ISSUER] = TokenIssuer(
         pool=app[DB_POOL],
@@ -185,7 +185,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
             settings.refresh_buffer,
             settings.redis_timeout,
             breaker=app[REDIS_BREAKER],
-            on_lookup=lambda result: metrics.cache_lookups.labels("redis", result).inc(),
+            on_lookup=lambda result: metrics.count(metrics.cache_lookups, "redis", result),
         ),
         signing_secret=settings.signing_secret,
         api_key_id=settings.api_key_id,
@@ -200,7 +200,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         ),
         db_acquire_timeout=settings.db_acquire_timeout,
         before_mint=limiter.before_mint,
-        on_local_lookup=lambda result: metrics.cache_lookups.labels("local", result).inc(),
+        on_local_lookup=lambda result: metrics.count(metrics.cache_lookups, "local", result),
     )
     yield
 
@@ -234,8 +234,8 @@ def create_app(settings: Settings) -> web.Application:
     app[REQUEST_LIMITER] = RequestLimiter(
         rate=settings.rate_limit_requests_per_second,
         burst=settings.rate_limit_request_burst,
-        on_decision=lambda limiter, decision: (
-            app[METRICS].rate_limit.labels(limiter, decision).inc()
+        on_decision=lambda limiter, decision: app[METRICS].count(
+            app[METRICS].rate_limit, limiter, decision
         ),
     )
     app.cleanup_ctx.extend(

@@ -37,6 +37,9 @@ async def _read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge("request body is over the 16 KiB limit")
     # The app's client_max_size makes read() refuse a longer chunked body (HTTP 413).
     try:
+        if request.content.is_eof():
+            # The whole body came with the headers (the usual case): nothing to wait for.
+            return await request.read()
         # A client trickling its body must not hold a connection and a handler forever.
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             return await request.read()
@@ -84,7 +87,8 @@ async def issue_token(request: web.Request) -> web.Response:
     token = issued.token
     exchange.dashboard_id, exchange.token = token.dashboard_id, token.token
     exchange.expires_at, exchange.cache_hit = token.valid_until, issued.cache_hit
-    app[METRICS].cache.labels("hit" if issued.cache_hit else "miss").inc()
+    metrics = app[METRICS]
+    metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
     if not issued.cache_hit:
         app[METRICS].mints.inc()
     payload = {

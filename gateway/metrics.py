@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -25,6 +26,8 @@ class Metrics:
     """Every metric the gateway exports."""
 
     def __init__(self) -> None:
+        # Labelled children looked up once: labels() takes a lock and builds a key every call.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -121,6 +124,14 @@ class Metrics:
             registry=r,
         )
         self._polled: list[tuple[Gauge, Callable[[], float]]] = []
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """Increment a labelled counter (the hot path's way: the child is resolved once)."""
+        key = (counter, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
 
     def _track(self, gauge: Gauge, read: Callable[[], float]) -> None:
         # A multiprocess scrape reads files, not functions: there refresh() copies the value.

@@ -98,8 +98,15 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             content_type="application/json",
         )
         event, reason, code = "internal_error", "internal_error", "internal_error"
-    response.headers["X-Request-ID"] = request_id
-    response.headers.update(SECURITY_HEADERS)
+    headers = response.headers
+    headers["X-Request-ID"] = request_id
+    headers.update(SECURITY_HEADERS)
+    # Answers may differ by Origin (CORS), so shared caches must key on it, allowed or not.
+    vary = headers.get("Vary")
+    if vary is None:
+        headers["Vary"] = "Origin"
+    elif "origin" not in vary.lower():
+        headers["Vary"] = f"{vary}, Origin"
 
     exchange = request.get(EXCHANGE)
     if exchange is not None:
@@ -153,7 +160,7 @@ def _audit(
     if event is None:
         event = "token_reused" if exchange.cache_hit else "token_issued"
     metrics = request.app[METRICS]
-    metrics.requests.labels("token", str(status), event).inc()
+    metrics.count(metrics.requests, "token", str(status), event)
     metrics.latency.observe(latency)
     user_agent = request.headers.get("User-Agent")
     detail = None if reason is None else {"reason": reason, "code": code}
