@@ -117,6 +117,10 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
             "GATEWAY_JWT_SECRET": values["jwt_secret"],
             "GATEWAY_HOST": host,
             "GATEWAY_PORT": str(port),
+            # The demo keeps everything it writes under its data dir.
+            "GATEWAY_AUDIT_SPOOL_DIR": os.environ.get(
+                "GATEWAY_AUDIT_SPOOL_DIR", str(root / "audit-spool")
+            ),
         }
         for name in ("GATEWAY_SIGNING_SECRET_FILE", "GATEWAY_JWT_SECRET_FILE"):
             env.pop(name, None)

@@ -39,12 +39,12 @@ def error_body(code: str, message: str, request_id: str) -> bytes:
 
 
 def error_response(exc: GatewayError, request_id: str) -> web.Response:
-    """The contract's error response for a domain error."""
+    """The contract's error response for a domain error (never cached: it is about one request)."""
     return web.Response(
         status=exc.status,
         body=error_body(exc.code, exc.message, request_id),
         content_type="application/json",
-        headers=exc.headers(),
+        headers={"Cache-Control": "no-store", **exc.headers()},
     )
 
 

@@ -315,6 +315,7 @@ async def test_error_table(client, mapped, headers, raw, body, status, code, eve
     assert isinstance(data["error"]["message"], str)
     assert data["error"]["message"]
     assert "token" not in data
+    assert resp.headers["Cache-Control"] == "no-store"
     if status == 401:
         assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     rows = await audit_rows(mapped, request_id)
