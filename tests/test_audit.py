@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,27 +18,11 @@ from gateway.metrics import Metrics
 from gateway.spool import Spool
 from gateway.state import AUDIT
 from gateway.tokens import token_sha256
-from tests.helpers import API_KEY_ID, auth
+from tests.helpers import API_KEY_ID, auth, eventually, spooled_lines
 from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until `check()` is true, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
-
-
-def spooled_lines(directory: Path) -> int:
-    """Complete event lines in the spool's segment files."""
-    if not directory.is_dir():
-        return 0
-    return sum(p.read_bytes().count(b"\n") for p in directory.glob("audit-*.jsonl"))
 
 
 @pytest.fixture

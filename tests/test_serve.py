@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -18,32 +16,12 @@ import asyncpg
 import pytest
 
 from gateway.dashboards import add_mapping
-from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth
+from gateway.embedded import free_port
+from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth, eventually, spooled_lines
 from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    """Wait until `check()` is true, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
-
-
-def spooled_lines(directory: Path) -> int:
-    if not directory.is_dir():
-        return 0
-    return sum(p.read_bytes().count(b"\n") for p in directory.glob("audit-*.jsonl"))
 
 
 class Gateway:
@@ -71,7 +49,7 @@ class Gateway:
             except aiohttp.ClientError:
                 return False
 
-        await wait_for(up)
+        await eventually(up)
 
     def wait(self, timeout: float = 60.0) -> int:
         try:
@@ -160,7 +138,7 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
                 *(post(session, first.base, f"{prefix}{i}") for i in range(200))
             )
             assert statuses == [200] * 200  # cache hits need no database
-            await wait_for(lambda: _true(spooled_lines(spool_dir) >= 200))
+            await eventually(lambda: _true(spooled_lines(spool_dir) >= 200))
             assert await rows_per_request(mapped, prefix + "1") == {}
             first.proc.send_signal(signal.SIGKILL)
             assert first.wait() == -signal.SIGKILL
@@ -177,8 +155,8 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
                 got = await rows_per_request(mapped, prefix)
                 return all(got.get(k) for k in expected)
 
-            await wait_for(replayed)
-            await wait_for(lambda: _true(spooled_lines(spool_dir) == 0))
+            await eventually(replayed)
+            await eventually(lambda: _true(spooled_lines(spool_dir) == 0))
             second.proc.send_signal(signal.SIGTERM)
             assert second.wait() == 0
         finally:
@@ -217,7 +195,7 @@ async def test_sigterm_with_5000_events_queued_writes_all_and_exits_0(
                 async with session.get(gateway.base + "/metrics") as resp:
                     return "gateway_audit_queue_depth 5000.0" in await resp.text()
 
-            await wait_for(all_queued)
+            await eventually(all_queued)
             assert await rows_per_request(mapped, prefix) == {}
             gateway.proc.send_signal(signal.SIGTERM)
             assert gateway.wait() == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -14,15 +13,10 @@ import asyncpg
 import psutil
 
 from gateway.dashboards import add_mapping
+from gateway.embedded import free_port
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth
 
 V1 = "/api/v1/dashboards/iframe-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float = 30.0) -> None:
