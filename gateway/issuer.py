@@ -163,6 +163,7 @@ class TokenIssuer:
 
     async def _mint_and_share(self, request: TokenRequest, dashboard_id: str, key: str) -> Issued:
         now = self._clock()
+        valid_until = int(now) + self._ttl
         token = EmbedToken(
             token=mint_v1(
                 self._secret,
@@ -170,16 +171,17 @@ class TokenIssuer:
                 workspace_id=request.workspace_id,
                 tenant_id=request.tenant_id,
                 dashboard_id=dashboard_id,
-                valid_until=int(now) + self._ttl,
+                valid_until=valid_until,
             ),
             dashboard_id=dashboard_id,
-            valid_until=int(now) + self._ttl,
+            valid_until=valid_until,
         )
         stored = await self._cache.put(key, token, now, only_if_absent=True)
         if stored is not False:
+            # Stored, or not storable (Redis unreachable, or too short-lived to reuse): ours it is.
             return Issued(token, cache_hit=False)
-        # Another instance stored one first (or Redis is unreachable): prefer theirs when reusable,
-        # so every instance hands out the same token for a key.
+        # Another instance stored one first: prefer theirs while it is reusable, so every
+        # instance hands out the same token for a key.
         winner = await self._cache.get(key, self._clock())
         if winner is not None:
             return Issued(winner, cache_hit=True)
