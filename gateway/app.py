@@ -108,15 +108,20 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = aioredis.Redis.from_url(
+    # A blocking pool: a burst of more concurrent calls than connections waits for one (each
+    # call is still bounded by its own deadline) instead of failing with MaxConnectionsError,
+    # which the breaker would count as Redis being down.
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        socket_connect_timeout=max(settings.redis_timeout, 0.5),
         max_connections=64,
+        timeout=1.0,
+        socket_connect_timeout=max(settings.redis_timeout, 0.5),
         health_check_interval=30,
         # No retries inside a call: the breaker decides when Redis is tried again, and a retry
         # would only stack waits inside one request's deadline.
         retry=Retry(NoBackoff(), 0),
     )
+    client = aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
     app[REDIS] = client
     metrics = app[METRICS]
     app[REDIS_BREAKER] = CircuitBreaker(
