@@ -56,6 +56,14 @@ WRITE_ERRORS = DATABASE_ERRORS
 REPLAY_CHUNK = 5000
 
 
+def clean_text(value: str | None) -> str | None:
+    """Text PostgreSQL and the spool accept: lone surrogates (undecodable header bytes) escaped,
+    NUL spelled out. A caller controls these strings; one bad byte must not poison a batch."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 @dataclass(slots=True)
 class AuditEvent:
     """One row of audit_events."""
@@ -273,7 +281,7 @@ class AuditWriter:
                         chunk = pending[: max(self._batch_size, REPLAY_CHUNK)]
                         await self._write(chunk)
                         pending = pending[len(chunk) :]
-            except WRITE_ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever stops the flush, the rest is spooled
                 log.warning(
                     "audit flush at shutdown stopped (%s); spooling %d events",
                     type(exc).__name__,

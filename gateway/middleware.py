@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.audit import AuditEvent
+from gateway.audit import AuditEvent, clean_text
 from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.exchange import Exchange
 from gateway.state import AUDIT, EXCHANGE, METRICS, REQUEST_ID
@@ -169,7 +169,7 @@ def _audit(
             event=event,
             status=status,
             request_id=request[REQUEST_ID],
-            subject=exchange.subject,
+            subject=clean_text(exchange.subject),
             tenant_id=exchange.tenant_id,
             workspace_id=exchange.workspace_id,
             dashboard_id=exchange.dashboard_id,
@@ -182,7 +182,7 @@ def _audit(
             token_sha256=None if exchange.token is None else token_sha256(exchange.token),
             cache_hit=exchange.cache_hit,
             client_ip=request.remote,
-            user_agent=None if user_agent is None else user_agent[:MAX_USER_AGENT],
+            user_agent=None if user_agent is None else clean_text(user_agent[:MAX_USER_AGENT]),
             latency_ms=round(latency * 1000, 3),
             detail=detail,
         )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 
 from gateway.audit import AuditEvent, AuditWriter, uuid7, write_batch
@@ -18,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.spool import Spool
 from gateway.state import AUDIT
 from gateway.tokens import token_sha256
-from tests.helpers import API_KEY_ID, auth, eventually, spooled_lines
+from tests.helpers import API_KEY_ID, audit_rows, auth, eventually, make_jwt, spooled_lines
 from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
@@ -333,3 +334,27 @@ async def test_spool_line_round_trips_an_event() -> None:
         cache_hit=False,
     )
     assert AuditEvent.from_json(event.to_json()) == event
+
+
+async def test_hostile_text_is_stored_escaped_and_never_stops_the_trail(client, mapped) -> None:
+    """A NUL in the JWT's sub and undecodable bytes in User-Agent (which PostgreSQL would refuse)
+    are stored escaped; the trail keeps writing the requests after them."""
+    body = orjson.dumps(BODY)
+    raw = (
+        b"POST /api/v1/dashboards/iframe-token HTTP/1.1\r\nHost: gateway\r\n"
+        b"Authorization: Bearer " + make_jwt(sub="a\x00b").encode() + b"\r\n"
+        b"Content-Type: application/json\r\nUser-Agent: bad\xff\xfeua\r\n"
+        b"X-Request-ID: hostile-1\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+        b"Connection: close\r\n\r\n" + body
+    )
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(raw)
+    await writer.drain()
+    assert (await reader.read()).startswith(b"HTTP/1.1 200")
+    writer.close()
+    await writer.wait_closed()
+    (row,) = await audit_rows(mapped, "hostile-1")
+    assert row["subject"] == "a\\x00b"
+    assert row["user_agent"].startswith("bad\\u") or row["user_agent"].startswith("bad\\x")
+    after = await client.post(V1, json=BODY, headers=auth())
+    assert len(await audit_rows(mapped, after.headers["X-Request-ID"])) == 1
