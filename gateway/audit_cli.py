@@ -21,6 +21,7 @@ EVENTS = (
     "rate_limited",
     "unavailable",
     "internal_error",
+    "tokens_revoked",
 )
 # (header, column, width); the last column takes what it needs.
 TAIL_COLUMNS: tuple[tuple[str, str, int], ...] = (

@@ -61,6 +61,7 @@ def _from_http_exception(exc: web.HTTPException, request_id: str) -> tuple[web.R
         status=exc.status,
         body=error_body(code, message, request_id),
         content_type="application/json",
+        headers={"Cache-Control": "no-store"},
     )
     if "Allow" in exc.headers:
         response.headers["Allow"] = exc.headers["Allow"]
@@ -96,6 +97,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             status=500,
             body=error_body("internal_error", "internal error", request_id),
             content_type="application/json",
+            headers={"Cache-Control": "no-store"},
         )
         event, reason, code = "internal_error", "internal_error", "internal_error"
     headers = response.headers

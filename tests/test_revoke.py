@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -170,3 +171,45 @@ async def test_tenant_command_without_redis_says_so(settings, mapped) -> None:
     assert code == 0, err
     assert "removed org-999" in out
     assert "GATEWAY_REDIS_URL is not set" in err
+
+
+async def test_adding_a_second_dashboard_purges_the_default_entry(client, settings, db) -> None:
+    """With one non-default dashboard a tenant gets it by default; adding a second makes the
+    default ambiguous, so `tenants add` purges the cached default entry and the next request
+    is 404, not the old token."""
+    await add_mapping(db, "org-5", "ws-5", "solo", is_default=False)
+    first = await client.post(
+        V1, json={"tenant_id": "org-5", "workspace_id": "ws-5"}, headers=auth(tenant="org-5")
+    )
+    assert (await first.json())["dashboard_id"] == "solo"
+    code, out, err = await gateway_cli(
+        settings, "tenants", "add", "--tenant", "org-5", "--workspace", "ws-5", "--dashboard", "two"
+    )
+    assert code == 0, err
+    assert "purged 1 cached default-dashboard token(s)" in out
+    again = await client.post(
+        V1, json={"tenant_id": "org-5", "workspace_id": "ws-5"}, headers=auth(tenant="org-5")
+    )
+    assert again.status == 404
+
+
+async def test_tenant_change_saved_when_redis_is_down(settings, db) -> None:
+    """Redis unreachable: the mapping change is committed, and the command says the purge
+    failed and how to finish it, with its own exit code."""
+    broken = replace(settings, redis_url="redis://127.0.0.1:1/0")
+    code, out, err = await gateway_cli(
+        broken,
+        "tenants",
+        "add",
+        "--tenant",
+        "org-6",
+        "--workspace",
+        "ws-6",
+        "--dashboard",
+        "d6",
+        "--default",
+    )
+    assert code == 3, (out, err)
+    assert "mapped org-6 / ws-6 -> d6" in out
+    assert "gateway revoke --tenant org-6" in err
+    assert await db.fetchval("SELECT is_default FROM tenant_dashboards WHERE tenant_id = 'org-6'")
