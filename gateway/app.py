@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from gateway import handlers
 from gateway.assets import setup_assets
@@ -49,6 +50,7 @@ from gateway.token_request import MAX_BODY_BYTES
 log = logging.getLogger(__name__)
 
 TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
+WARM_REDIS_CONNECTIONS = 8
 
 
 def server_limits(settings: Settings) -> dict[str, int]:
@@ -122,6 +124,12 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         retry=Retry(NoBackoff(), 0),
     )
     client = aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
+    # Open a few connections now, so a first burst does not pay connection set-up inside each
+    # call's deadline (which the breaker would count as Redis being slow). Redis may be down at
+    # start: the breaker handles that, so a failure here is not fatal.
+    with contextlib.suppress(RedisError, OSError, TimeoutError):
+        async with asyncio.timeout(2.0):
+            await asyncio.gather(*(client.ping() for _ in range(WARM_REDIS_CONNECTIONS)))
     app[REDIS] = client
     metrics = app[METRICS]
     app[REDIS_BREAKER] = CircuitBreaker(
