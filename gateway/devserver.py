@@ -122,7 +122,17 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
                 "GATEWAY_AUDIT_SPOOL_DIR", str(root / "audit-spool")
             ),
         }
-        for name in ("GATEWAY_SIGNING_SECRET_FILE", "GATEWAY_JWT_SECRET_FILE"):
+        # The demo signs its own caller JWT: settings from the shell that it would not satisfy
+        # (a JWKS, an issuer, a maximum age...) must not make the printed JWT fail.
+        for name in (
+            "GATEWAY_SIGNING_SECRET_FILE",
+            "GATEWAY_JWT_SECRET_FILE",
+            "GATEWAY_JWT_JWKS_URL",
+            "GATEWAY_JWT_ALGORITHMS",
+            "GATEWAY_JWT_ISSUER",
+            "GATEWAY_JWT_AUDIENCE",
+            "GATEWAY_JWT_MAX_AGE",
+        ):
             env.pop(name, None)
         settings = replace(load_settings(env), dev_routes=True)
         configure_logging(settings.log_level, settings.log_format)
