@@ -89,6 +89,7 @@ class Settings:
     body_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     max_header_size: int = 16384
+    access_log_sample: float = 0.0
     # Never read from the environment: only `gateway dev` turns on the demo and the test verifier.
     dev_routes: bool = False
 
@@ -344,4 +345,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT", 10.0, 0.1, 600.0),
         keepalive_timeout=_float(env, "GATEWAY_KEEPALIVE_TIMEOUT", 15.0, 0.0, 3600.0),
         max_header_size=_int(env, "GATEWAY_MAX_HEADER_SIZE", 16384, 1024, 65536),
+        access_log_sample=_float(env, "GATEWAY_ACCESS_LOG_SAMPLE", 0.0, 0.0, 1.0),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import re
 import secrets
 import time
@@ -15,7 +16,7 @@ from aiohttp.typedefs import Handler
 from gateway.audit import AuditEvent, clean_text
 from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.exchange import Exchange
-from gateway.state import AUDIT, EXCHANGE, METRICS, REQUEST_ID
+from gateway.state import AUDIT, EXCHANGE, METRICS, REQUEST_ID, SETTINGS
 from gateway.tokens import token_sha256
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,11 @@ def _log_request(
     # One line per request: debug when it went well, warning when it did not. Only the path is
     # logged (never the query string or a header), so no token or secret can reach the logs.
     level = logging.WARNING if status >= 400 else logging.DEBUG
+    if level == logging.DEBUG:
+        # The optional access log: a sampled share of successful requests at info.
+        sample = request.app[SETTINGS].access_log_sample
+        if sample > 0 and (sample >= 1 or random.random() < sample):  # noqa: S311 - sampling
+            level = logging.INFO
     if not log.isEnabledFor(level):  # the hot path does not build a record nobody reads
         return
     log.log(

@@ -51,3 +51,17 @@ async def test_one_line_per_request_and_no_secrets(client, mapped, caplog) -> No
     assert "request_id=" in text
     for secret in (jwt, token, SIGNING_SECRET.decode(), JWT_SECRET.decode(), "Bearer"):
         assert secret not in text
+
+
+async def test_sampled_access_log_at_info(make_client, settings, mapped, caplog) -> None:
+    """GATEWAY_ACCESS_LOG_SAMPLE=1 logs every successful request at info; the default (0) logs
+    none at info, so production stays quiet unless asked."""
+    caplog.set_level(logging.INFO, logger="gateway.middleware")
+    quiet = await make_client(settings)
+    await quiet.post(V1, json=BODY, headers=auth())
+    assert [r for r in caplog.records if r.name == "gateway.middleware"] == []
+    loud = await make_client(settings, access_log_sample=1.0)
+    resp = await loud.post(V1, json=BODY, headers=auth())
+    (record,) = [r for r in caplog.records if r.name == "gateway.middleware"]
+    assert record.levelno == logging.INFO
+    assert record.request_id == resp.headers["X-Request-ID"]
