@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -29,7 +31,7 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """DSN of a PostgreSQL server: GATEWAY_TEST_DATABASE_URL's, or an embedded one."""
     given = os.environ.get("GATEWAY_TEST_DATABASE_URL")
     if given:
@@ -37,11 +39,15 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from gateway.embedded import EmbeddedPostgres  # noqa: PLC0415 - only without a given server
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's temp root: each pytest session resets that to mode 0700, which would
+    # lock out the unprivileged user PostgreSQL runs as (when root) while it is still running.
+    root = pathlib.Path(tempfile.mkdtemp(prefix="gw-test-pg-"))
+    server = EmbeddedPostgres(root / "data")
     try:
         yield server.start()
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
