@@ -31,6 +31,7 @@ from gateway.metrics import Metrics, multiprocess
 from gateway.middleware import gateway_middleware
 from gateway.openapi import openapi_json
 from gateway.partitions import maintain_forever
+from gateway.pg_errors import CONNECTION_ERRORS
 from gateway.ratelimit import MintLimiter, Rate, RequestLimiter
 from gateway.spool import Spool
 from gateway.state import (
@@ -96,16 +97,22 @@ async def _verifier(app: web.Application) -> AsyncIterator[None]:
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[DB_POOL] = await asyncpg.create_pool(
+    pool = await asyncpg.create_pool(
         settings.database_url,
-        min_size=1,
+        # No connection at creation: the gateway starts (and serves cache hits) while PostgreSQL
+        # is down; /readyz says so. One connection is opened below when it can be.
+        min_size=0,
         max_size=10,
         command_timeout=settings.db_timeout * 5,
         # Keep prepared statements across requests; the lookup is the only hot query.
         statement_cache_size=256,
     )
+    with contextlib.suppress(*CONNECTION_ERRORS):
+        async with asyncio.timeout(settings.db_timeout), pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    app[DB_POOL] = pool
     yield
-    await app[DB_POOL].close()
+    await pool.close()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

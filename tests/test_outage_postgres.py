@@ -10,6 +10,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.dashboards import add_mapping
+from gateway.embedded import free_port
 from gateway.migrate import migrate
 from tests.helpers import auth
 from tests.servers import PrivatePostgres
@@ -71,3 +72,18 @@ async def test_postgres_stopped_hits_200_misses_503_then_recovers(
     assert miss.status == 200
     assert (await miss.json())["dashboard_id"] == "dashboard-2"
     assert (await client.get("/readyz")).status == 200
+
+
+async def test_starts_while_postgres_is_down(aiohttp_client, settings) -> None:
+    """PostgreSQL unreachable at start: the gateway still starts; /healthz is 200, /readyz 503
+    naming postgresql, and a token request that needs the database is 503 with Retry-After."""
+    down = replace(settings, database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    client = await aiohttp_client(create_app(down))
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["failing"] == ["postgresql"]
+    miss = await client.post(V1, json=HIT, headers=auth())
+    assert miss.status == 503
+    assert miss.headers["Retry-After"] == "1"
+    assert (await miss.json())["error"]["code"] == "unavailable"
