@@ -11,7 +11,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GATEWAY_HOST=0.0.0.0 \
     GATEWAY_PORT=8080
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
+# The audit spool must survive a crash and be writable by the service: give it a home of its
+# own (mount a volume there in production).
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway \
+    && mkdir -p /var/lib/gateway/audit-spool \
+    && chown -R 10001 /var/lib/gateway
+ENV GATEWAY_AUDIT_SPOOL_DIR=/var/lib/gateway/audit-spool
+WORKDIR /var/lib/gateway
 COPY --from=build /wheels /wheels
 # `pip wheel` above built every dependency too, so this install needs no network.
 RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/embed_gateway-*.whl \
