@@ -12,7 +12,7 @@ import asyncpg
 
 from gateway.cache import DEFAULT_DASHBOARD, TokenCache, cache_key, key_fingerprint
 from gateway.dashboards import lookup_dashboard
-from gateway.errors import Unavailable
+from gateway.errors import RateLimited, Unavailable
 from gateway.local_cache import LocalTokenCache
 from gateway.pg_errors import CONNECTION_ERRORS
 from gateway.token_request import TokenRequest
@@ -122,10 +122,20 @@ class TokenIssuer:
         if cached is not None:
             issued = Issued(cached, cache_hit=True)
         else:
-            issued = await self._flight.run(key, lambda: self._resolve(request, key, subject))
+            issued = await self._shared_resolve(request, key, subject)
         if local is not None:
             local.put(key, issued.token, self._clock())
         return issued
+
+    async def _shared_resolve(self, request: TokenRequest, key: str, subject: str | None) -> Issued:
+        try:
+            return await self._flight.run(key, lambda: self._resolve(request, key, subject))
+        except RateLimited as exc:
+            # The shared mint was refused for the subject that started it; another caller's own
+            # budget may still allow it, so it tries once more as itself.
+            if getattr(exc, "subject", subject) == subject:
+                raise
+            return await self._flight.run(key, lambda: self._resolve(request, key, subject))
 
     async def _lookup(self, request: TokenRequest) -> str:
         self.lookups += 1
@@ -155,7 +165,11 @@ class TokenIssuer:
                 issued = Issued(hit, cache_hit=True)
         if issued is None:
             if self._before_mint is not None:
-                await self._before_mint(subject, request.tenant_id)
+                try:
+                    await self._before_mint(subject, request.tenant_id)
+                except RateLimited as exc:
+                    exc.subject = subject  # whose budget said no, for callers sharing this mint
+                    raise
             issued = await self._mint_and_share(request, dashboard_id, canonical)
         if canonical != key:
             await self._cache.put(key, issued.token, self._clock(), only_if_absent=False)

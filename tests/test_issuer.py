@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from gateway.cache import TokenCache
 from gateway.config import Settings
 from gateway.dashboards import add_mapping
+from gateway.errors import RateLimited
 from gateway.issuer import TokenIssuer
 from gateway.token_request import TokenRequest
 from tests.helpers import SIGNING_SECRET
@@ -116,3 +117,40 @@ async def test_rotated_signing_secret_never_serves_the_old_token(parts) -> None:
     new = await rotated.issue(REQ)
     assert not new.cache_hit
     assert new.token.token != old.token.token
+
+
+async def test_a_refused_shared_mint_does_not_refuse_other_subjects(parts) -> None:
+    """Two callers share one mint; when the subject that started it is over its mint limit, the
+    other caller mints under its own budget instead of inheriting the 429."""
+    pool, client, settings = parts
+    entered, release = asyncio.Event(), asyncio.Event()
+    asked: list[str | None] = []
+
+    async def before_mint(subject: str | None, _tenant: str) -> None:
+        asked.append(subject)
+        if subject == "over-limit":
+            entered.set()
+            await release.wait()
+            raise RateLimited("mint limit", retry_after=7)
+
+    issuer = TokenIssuer(
+        pool=pool,
+        cache=TokenCache(client, 300, 2.0),
+        signing_secret=SIGNING_SECRET,
+        api_key_id="key-1",
+        token_ttl=3600,
+        refresh_buffer=300,
+        redis_prefix=settings.redis_prefix,
+        before_mint=before_mint,
+    )
+    first = asyncio.create_task(issuer.issue(REQ, "over-limit"))
+    await entered.wait()  # the shared mint is under way, held at the limiter
+    second = asyncio.create_task(issuer.issue(REQ, "fine"))
+    await asyncio.sleep(0.3)  # ample time for the second caller's cache miss to join the flight
+    release.set()
+    with pytest.raises(RateLimited) as refused:
+        await first
+    assert refused.value.retry_after == 7
+    issued = await second
+    assert not issued.cache_hit
+    assert asked == ["over-limit", "fine"]
