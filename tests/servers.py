@@ -247,17 +247,23 @@ def stop_gateway(proc: subprocess.Popen) -> int:
         raise
 
 
-async def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Wait until the gateway at `base` answers /healthz (and has not exited)."""
+async def wait_healthy(
+    base: str,
+    proc: subprocess.Popen | asyncio.subprocess.Process,
+    timeout: float = 20.0,
+    path: str = "/healthz",
+) -> None:
+    """Wait until the gateway at `base` answers 200 on `path` (and has not exited)."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while True:
-            assert proc.poll() is None, "gateway exited"
+            exited = proc.poll() if isinstance(proc, subprocess.Popen) else proc.returncode
+            assert exited is None, "gateway exited"
             try:
-                async with session.get(base + "/healthz") as resp:
+                async with session.get(base + path) as resp:
                     if resp.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
-            assert time.monotonic() < deadline, "gateway did not start"
+            assert time.monotonic() < deadline, f"gateway did not answer {path}"
             await asyncio.sleep(0.1)

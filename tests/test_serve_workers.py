@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 
 import aiohttp
 import asyncpg
@@ -15,23 +14,9 @@ import psutil
 from gateway.dashboards import add_mapping
 from gateway.embedded import free_port
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth
+from tests.servers import wait_healthy
 
 V1 = "/api/v1/dashboards/iframe-token"
-
-
-async def wait_ready(url: str, proc: asyncio.subprocess.Process, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            assert proc.returncode is None, "gateway serve exited during start-up"
-            try:
-                async with session.get(url + "/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "gateway serve did not become ready"
-            await asyncio.sleep(0.1)
 
 
 async def test_two_workers_hand_out_the_same_token(
@@ -64,7 +49,7 @@ async def test_two_workers_hand_out_the_same_token(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_ready(url, proc)
+        await wait_healthy(url, proc, timeout=30.0, path="/readyz")
         workers = psutil.Process(proc.pid).children()
         assert len(workers) == 2
         cpu_before = [w.cpu_times() for w in workers]
