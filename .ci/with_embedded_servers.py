@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gateway.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
 def main() -> int:

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.audit import COLUMNS, AuditEvent, AuditWriter
-from gateway.migrate import migrate
-from gateway.partitions import ensure_partitions
-from gateway.spool import Spool
+from gateway.audit.partitions import ensure_partitions
+from gateway.audit.spool import Spool
+from gateway.audit.writer import COLUMNS, AuditEvent, AuditWriter
+from gateway.ops.migrate import migrate
 
 # Built from the constant column list.
 INSERT = (

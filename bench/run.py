@@ -38,7 +38,7 @@ import orjson
 import psutil
 import redis
 
-from gateway.migrate import migrate
+from gateway.ops.migrate import migrate
 
 HERE = Path(__file__).resolve().parent
 PATH = "/api/v1/dashboards/iframe-token"
@@ -111,7 +111,7 @@ def services(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str]]:
     with stack:
         pg, rd = args.database_url, args.redis_url
         if not _reachable(pg, 5432) or not _reachable(rd, 6379):
-            from gateway.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: PLC0415
+            from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: PLC0415
 
             if not _reachable(pg, 5432):
                 server = EmbeddedPostgres(work / "pg")

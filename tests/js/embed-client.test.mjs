@@ -1,4 +1,4 @@
-// The embed client (gateway/static/embed-client.js) against a real gateway on real PostgreSQL
+// The embed client (gateway/http/static/embed-client.js) against a real gateway on real PostgreSQL
 // and Redis: per-key cache, single flight, the refresh threshold, clock-offset correction,
 // retry rules, typed errors and mountDashboard. Run with `node --test tests/js/`.
 import assert from "node:assert/strict";

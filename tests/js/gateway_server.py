@@ -89,15 +89,14 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
 
 def _run_dev_child() -> int:
     """Serve the app with the dev routes on, from the environment (what `gateway dev` serves)."""
-    from dataclasses import replace  # noqa: PLC0415 - child process only
+    from gateway.dev.routes import create_dev_app  # noqa: PLC0415
+    from gateway.ops.logs import configure_logging  # noqa: PLC0415
+    from gateway.ops.serve import serve  # noqa: PLC0415
+    from gateway.settings import load_settings  # noqa: PLC0415
 
-    from gateway.config import load_settings  # noqa: PLC0415
-    from gateway.logs import configure_logging  # noqa: PLC0415
-    from gateway.serve import serve  # noqa: PLC0415
-
-    settings = replace(load_settings(), dev_routes=True)
+    settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return serve(settings)
+    return serve(settings, create_dev_app)
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:

@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 export const HELPER = fileURLToPath(new URL("./gateway_server.py", import.meta.url));
-export const CLIENT_MODULE = new URL("../../gateway/static/embed-client.js", import.meta.url);
+export const CLIENT_MODULE = new URL("../../gateway/http/static/embed-client.js", import.meta.url);
 export const PYTHON = process.env.GATEWAY_PYTHON || "python3";
 
 /** Start a gateway (migrated database, demo mappings); resolves to {url, jwtSecret, stop()}. */

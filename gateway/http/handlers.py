@@ -1,0 +1,139 @@
+"""HTTP handlers: parse, call the domain, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+import orjson
+from aiohttp import web
+
+from gateway.auth.verifier import bearer_token, check_tenant
+from gateway.errors import InvalidRequest, PayloadTooLarge, Unauthenticated, Unavailable
+from gateway.http.exchange import Exchange
+from gateway.http.state import (
+    AUDIT,
+    DB_POOL,
+    EXCHANGE,
+    ISSUER,
+    JWT_CACHE,
+    METRICS,
+    REDIS,
+    REQUEST_LIMITER,
+    SETTINGS,
+    VERIFIER,
+)
+from gateway.ops.metrics import CONTENT_TYPE_LATEST
+from gateway.tokens.request import MAX_BODY_BYTES, check_media_type, parse_token_request
+
+log = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("request body is over the 16 KiB limit")
+    # The app's client_max_size makes read() refuse a longer chunked body (HTTP 413).
+    try:
+        if request.content.is_eof():
+            # The whole body came with the headers (the usual case): nothing to wait for.
+            return await request.read()
+        # A client trickling its body must not hold a connection and a handler forever.
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise InvalidRequest("request body not received in time", reason="body_timeout") from None
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    """POST /api/v1/dashboards/iframe-token (and the vendor's path)."""
+    app = request.app
+    exchange = Exchange(api_key_id=app[ISSUER].api_key_id)
+    request[EXCHANGE] = exchange
+    try:
+        token = bearer_token(request.headers.getall("Authorization", []))
+        verifier, jwt_cache = app[VERIFIER], app[JWT_CACHE]
+        # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
+        generation = verifier.generation
+        caller = jwt_cache.get(token, generation)
+        if caller is None:
+            caller = await verifier.verify(token)
+            jwt_cache.put(token, caller, generation)
+    except Unauthenticated as exc:
+        app[METRICS].auth_failures.labels(exc.reason).inc()
+        raise
+    exchange.subject = caller.subject
+    # Right after authentication and before any I/O: refusing a flood costs no round trip.
+    app[REQUEST_LIMITER].check(
+        f"sub:{caller.subject}" if caller.subject is not None else f"ip:{request.remote}"
+    )
+    check_media_type(request.headers.get("Content-Type", ""))
+    body = parse_token_request(await _read_body(request))
+    exchange.tenant_id, exchange.workspace_id = body.tenant_id, body.workspace_id
+    exchange.dashboard_id = body.dashboard_id
+    check_tenant(caller, body.tenant_id)
+    if app[SETTINGS].audit_required and not app[AUDIT].can_record():
+        # Fail closed: no token leaves without an audit event that is written or spooled.
+        raise Unavailable("the audit trail is unavailable", reason="audit")
+
+    try:
+        issued = await app[ISSUER].issue(body, caller.subject)
+    except Unavailable as exc:
+        if exc.reason == "database":
+            app[METRICS].dependency_errors.labels("postgresql").inc()
+        raise
+    token = issued.token
+    exchange.dashboard_id, exchange.token = token.dashboard_id, token.token
+    exchange.expires_at, exchange.cache_hit = token.valid_until, issued.cache_hit
+    metrics = app[METRICS]
+    metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
+    if not issued.cache_hit:
+        app[METRICS].mints.inc()
+    payload = {
+        "token": token.token,
+        "dashboard_id": token.dashboard_id,
+        "expires_at": token.valid_until,
+    }
+    return web.Response(
+        body=orjson.dumps(payload), content_type="application/json", headers=NO_STORE
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive."""
+    return web.json_response({"status": "ok"}, headers=NO_STORE)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """PostgreSQL and Redis both answer; 503 naming whichever does not."""
+    app = request.app
+    timeout = max(app[SETTINGS].db_timeout, 0.5)
+    checks: dict[str, str] = {}
+
+    async def check(name: str, probe: Awaitable[object]) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await probe
+            checks[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the type is reported
+            checks[name] = f"unreachable ({type(exc).__name__})"
+
+    await asyncio.gather(
+        check("postgresql", app[DB_POOL].fetchval("SELECT 1")),
+        check("redis", app[REDIS].ping()),
+    )
+    ready = all(v == "ok" for v in checks.values())
+    failing = [name for name, v in checks.items() if v != "ok"]
+    body = {"status": "ready" if ready else "unavailable", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return web.json_response(body, status=200 if ready else 503, headers=NO_STORE)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    response = web.Response(body=request.app[METRICS].render())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response

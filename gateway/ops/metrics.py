@@ -1,0 +1,174 @@
+"""Prometheus metrics, in a registry of the app's own (so apps in one process never clash).
+
+With several worker processes (`gateway serve --workers N`) prometheus-client's multiprocess mode
+is on: every worker writes its values to files under PROMETHEUS_MULTIPROC_DIR and whichever worker
+answers `/metrics` adds up all of them. See gateway/multiproc.py for how that directory is set up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Metrics:
+    """Every metric the gateway exports."""
+
+    def __init__(self) -> None:
+        # Labelled children looked up once: labels() takes a lock and builds a key every call.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Requests answered", ["route", "status", "event"], registry=r
+        )
+        self.latency = Histogram(
+            "gateway_request_seconds",
+            "Time to answer a token request",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.cache = Counter("gateway_token_cache", "Token cache lookups", ["result"], registry=r)
+        self.cache_lookups = Counter(
+            "gateway_cache_lookups",
+            "Cache lookups by tier (local, redis) and result (hit, miss, error, skipped)",
+            ["tier", "result"],
+            registry=r,
+        )
+        self.mints = Counter("gateway_tokens_minted", "Embed tokens minted", registry=r)
+        self.auth_failures = Counter(
+            "gateway_jwt_failures", "Caller JWT verification failures", ["reason"], registry=r
+        )
+        self.rate_limit = Counter(
+            "gateway_rate_limit_decisions",
+            "Rate limiter decisions (limiter: mint, request; decision: allowed, limited,"
+            " failed_open, failed_closed)",
+            ["limiter", "decision"],
+            registry=r,
+        )
+        self.audit_written = Counter(
+            "gateway_audit_events_written", "Audit events written to PostgreSQL", registry=r
+        )
+        self.audit_dropped = Counter(
+            "gateway_audit_events_dropped",
+            "Audit events lost: neither written nor spooled",
+            registry=r,
+        )
+        self.audit_spooled = Counter(
+            "gateway_audit_events_spooled", "Audit events written to the local spool", registry=r
+        )
+        self.audit_replayed = Counter(
+            "gateway_audit_events_replayed",
+            "Spooled audit events written to PostgreSQL",
+            registry=r,
+        )
+        self.audit_spool_bytes = Gauge(
+            "gateway_audit_spool_bytes", "Bytes in the spool waiting for replay", registry=r
+        )
+        self.audit_degraded = Gauge(
+            "gateway_audit_degraded",
+            "1 while audit writes to PostgreSQL fail and events go to the spool",
+            registry=r,
+        )
+        self.audit_spool_failing = Gauge(
+            "gateway_audit_spool_failing",
+            "1 while the audit spool cannot be written",
+            registry=r,
+        )
+        self.audit_write_failures = Counter(
+            "gateway_audit_write_failures", "Failed audit batch writes", registry=r
+        )
+        self.audit_write_seconds = Histogram(
+            "gateway_audit_write_seconds",
+            "Time to write one audit batch to PostgreSQL",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.audit_batch_size = Histogram(
+            "gateway_audit_batch_events",
+            "Events per audit batch written",
+            buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=r,
+        )
+        self.audit_queue = Gauge(
+            "gateway_audit_queue_depth",
+            "Audit events waiting to be written",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.dependency_errors = Counter(
+            "gateway_dependency_errors", "Failed calls to a dependency", ["dependency"], registry=r
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open (worst worker)",
+            ["dependency"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.breaker_transitions = Counter(
+            "gateway_breaker_transitions",
+            "Circuit breaker state changes",
+            ["dependency", "state"],
+            registry=r,
+        )
+        self._polled: list[tuple[Gauge, Callable[[], float]]] = []
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """Increment a labelled counter (the hot path's way: the child is resolved once)."""
+        key = (counter, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
+
+    def _track(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        # A multiprocess scrape reads files, not functions: there refresh() copies the value.
+        if multiprocess():
+            self._polled.append((gauge, read))
+        else:
+            gauge.set_function(read)
+
+    def track_queue(self, depth: Callable[[], int]) -> None:
+        """Report the audit queue depth at scrape time."""
+        self._track(self.audit_queue, depth)
+
+    def refresh(self) -> None:
+        """Copy polled values into their gauges (multiprocess mode; every second and on scrape)."""
+        for gauge, read in self._polled:
+            gauge.set(read())
+
+    def breaker_changed(self, dependency: str, _old: Enum, new: Enum) -> None:
+        """Listener for CircuitBreaker state changes."""
+        self.breaker_state.labels(dependency).set(new.value)
+        self.breaker_transitions.labels(dependency, new.name.lower()).inc()
+
+    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
+        """Report the spool's backlog at scrape time."""
+        self.audit_spool_bytes.set_function(pending_bytes)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition: this process's, or every worker's (multiprocess mode)."""
+        if multiprocess():
+            self.refresh()
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=os.environ[MULTIPROC_ENV])
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def multiprocess() -> bool:
+    """Is prometheus-client writing values to shared files (set before it was imported)?"""
+    from prometheus_client import values  # noqa: PLC0415 - reads the class chosen at start
+
+    return bool(os.environ.get(MULTIPROC_ENV)) and values.ValueClass is not values.MutexValue

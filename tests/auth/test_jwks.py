@@ -1,0 +1,358 @@
+"""JWKS keys: which keys are usable, fetching, failure, cooldown, rotation, and the app's wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import hypothesis
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import strategies as st
+
+from gateway.auth.jwks import JwksError, JwksKeys, keys_from_jwks
+from gateway.auth.verifier import JwtVerifier
+from gateway.errors import Unauthenticated
+from gateway.settings import Settings
+from gateway.tokens.directory import add_mapping
+from tests.helpers import audit_rows, auth
+from tests.jwks_server import JwksServer, TestKey, claims, forged, hs_token, test_keys
+
+V1 = "/api/v1/dashboards/iframe-token"
+BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
+ASYMMETRIC = ("RS256", "ES256", "EdDSA")
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def wait_for(condition: Any, timeout: float = 10.0) -> None:
+    """Wait until condition() is true, or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def session():
+    """A client session for JwksKeys, closed after the test."""
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+def make_keys(session, jwks: JwksServer, **kwargs: Any) -> JwksKeys:
+    kwargs.setdefault("timeout", 2.0)
+    return JwksKeys(session, jwks.url, algorithms=ASYMMETRIC, **kwargs)
+
+
+# The document: which keys count.
+
+
+def test_each_key_verifies_only_its_own_algorithm() -> None:
+    """RSA, EC and Ed25519 keys load under their own alg and no other."""
+    k = test_keys()
+    keys = keys_from_jwks({"keys": [k.rsa.jwk(), k.ec.jwk(), k.ed.jwk()]}, ASYMMETRIC)
+    assert {kid: sorted(slot) for kid, slot in keys.table.items()} == {
+        "rsa-1": ["RS256"],
+        "ec-1": ["ES256"],
+        "ed-1": ["EdDSA"],
+    }
+
+
+def test_key_without_alg_gets_the_algorithm_its_type_implies() -> None:
+    """An RSA key without alg verifies the allowed RS algorithms; a P-256 key only ES256."""
+    k = test_keys()
+    keys = keys_from_jwks(
+        {"keys": [k.rsa.jwk(alg=None), k.ec.jwk(alg=None)]}, ("RS256", "RS512", "ES256", "ES384")
+    )
+    assert sorted(keys.table["rsa-1"]) == ["RS256", "RS512"]
+    assert sorted(keys.table["ec-1"]) == ["ES256"]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"use": "enc"}, "encryption key"),
+        ({"key_ops": ["encrypt"]}, "key_ops without verify"),
+        ({"alg": "RS512"}, "alg not allowed"),
+        ({"alg": "ES256"}, "alg of another key type"),
+        ({"kid": 7}, "non-string kid"),
+        ({"n": "AQAB"}, "broken modulus"),
+    ],
+)
+def test_unusable_keys_are_skipped(change: dict[str, Any], why: str) -> None:
+    """A key that is not a public signature key for an allowed algorithm is ignored."""
+    k = test_keys()
+    keys = keys_from_jwks({"keys": [k.rsa.jwk(**change), k.ec.jwk()]}, ASYMMETRIC)
+    assert "rsa-1" not in keys.table, why
+    assert 7 not in keys.table
+
+
+def test_symmetric_and_short_keys_are_skipped() -> None:
+    """An "oct" key in a public JWKS, or RSA under 2,048 bits, never verifies anything."""
+    k = test_keys()
+    weak = rsa.generate_private_key(65537, 1024)  # noqa: S505 - the weak key is the point
+    short = TestKey("short", "RS256", weak)
+    oct_key = {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAxMjM0"}
+    keys = keys_from_jwks({"keys": [oct_key, short.jwk(), k.ec.jwk()]}, ("HS256", *ASYMMETRIC))
+    assert set(keys.table) == {"ec-1"}
+
+
+def test_two_keys_with_one_kid_and_alg_are_both_dropped() -> None:
+    """Ambiguity is refused, not resolved by order."""
+    k = test_keys()
+    keys = keys_from_jwks({"keys": [k.rsa.jwk(), k.attacker_rsa.jwk(), k.ec.jwk()]}, ASYMMETRIC)
+    assert set(keys.table) == {"ec-1"}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], {}, {"keys": "x"}, {"keys": []}, {"keys": [{"kty": "oct", "k": "AAAA"}]}, None],
+)
+def test_documents_without_usable_keys_are_errors(document: Any) -> None:
+    """A JWKS with nothing usable raises, so the caller keeps its last good keys."""
+    with pytest.raises(JwksError):
+        keys_from_jwks(document, ASYMMETRIC)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_JWK_MEMBERS = st.sampled_from(["kty", "alg", "crv", "kid", "use", "key_ops", "n", "e", "x", "y"])
+
+
+@hypothesis.settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@hypothesis.given(
+    st.lists(
+        st.builds(
+            lambda base, extra: {**base, **extra},
+            st.sampled_from(
+                [test_keys().rsa.jwk(), test_keys().ec.jwk(), test_keys().ed.jwk(), {}]
+            ),
+            st.dictionaries(_JWK_MEMBERS, _JSON, max_size=3),
+        ),
+        max_size=4,
+    )
+)
+def test_any_jwks_document_loads_or_raises_jwks_error(jwk_list: list[Any]) -> None:
+    """Real keys with random members changed: usable keys load, the rest never crash."""
+    try:
+        keys = keys_from_jwks({"keys": jwk_list}, ASYMMETRIC)
+    except JwksError:
+        return
+    for slot in keys.table.values():
+        assert set(slot) <= set(ASYMMETRIC)
+
+
+# Fetching.
+
+
+async def test_fetch_loads_keys_and_generation_tracks_changes(session, jwks) -> None:
+    """A fetch loads the keys; generation moves only when the key set really changes."""
+    keys = make_keys(session, jwks)
+    assert await keys.refresh()
+    assert (keys.loaded, keys.generation, jwks.fetches) == (True, 1, 1)
+    assert keys.find("rsa-1", "RS256") is not None
+    assert await keys.refresh()
+    assert keys.generation == 1
+    jwks.keys = [*jwks.keys, test_keys().rsa_next.jwk()]
+    assert await keys.refresh()
+    assert keys.generation == 2
+    assert keys.find("rsa-2", "RS256") is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "delay"),
+    [
+        pytest.param(500, None, 0.0, id="http-500"),
+        pytest.param(302, None, 0.0, id="redirect-not-followed"),
+        pytest.param(200, b"{not json", 0.0, id="not-json"),
+        pytest.param(200, b'{"keys": []}', 0.0, id="no-keys"),
+        pytest.param(200, b" " * (600 * 1024), 0.0, id="too-large"),
+        pytest.param(200, None, 3.0, id="timeout"),
+    ],
+)
+async def test_failed_fetch_keeps_last_good_keys(session, jwks, status, body, delay) -> None:
+    """After a good fetch, any failing one (within its timeout) leaves the keys in place."""
+    keys = make_keys(session, jwks, timeout=0.5)
+    assert await keys.refresh()
+    jwks.status, jwks.body, jwks.delay = status, body, delay
+    started = time.monotonic()
+    assert not await keys.refresh()
+    assert time.monotonic() - started < 2.5
+    assert keys.failures == 1
+    assert keys.find("rsa-1", "RS256") is not None
+    assert keys.generation == 1
+
+
+async def test_unknown_kid_refetch_is_limited_by_the_cooldown(session, jwks) -> None:
+    """1,000 unknown kids cause one fetch per cooldown, however fast they come."""
+    clock = Clock()
+    keys = make_keys(session, jwks, cooldown=30.0, clock=clock)
+    await keys.refresh()
+    verifier = JwtVerifier(_settings(), keys)
+
+    async def flood(count: int) -> None:
+        for _ in range(count):
+            token = forged(uuid.uuid4().hex)
+            with pytest.raises(Unauthenticated) as err:
+                await verifier.verify(token)
+            assert err.value.reason == "unknown_kid"
+
+    await flood(1000)
+    assert jwks.fetches == 1  # the first fetch is less than a cooldown ago
+    clock.now += 30.0
+    await flood(1000)
+    assert jwks.fetches == 2
+    clock.now += 29.0
+    await flood(1000)
+    assert jwks.fetches == 2
+
+
+async def test_concurrent_unknown_kids_share_one_fetch(session, jwks) -> None:
+    """Callers arriving while a refetch runs wait for that one instead of starting their own."""
+    keys = make_keys(session, jwks, cooldown=0.0)
+    await keys.refresh()
+    jwks.delay = 0.3
+    verifier = JwtVerifier(_settings(), keys)
+    token = forged("unknown")
+    results = await asyncio.gather(
+        *(verifier.verify(token) for _ in range(50)), return_exceptions=True
+    )
+    assert all(isinstance(r, Unauthenticated) for r in results)
+    assert jwks.fetches == 2
+
+
+async def test_background_refresh_follows_the_lifespan(session, jwks) -> None:
+    """The background task refetches once the lifespan is over, and stops on aclose()."""
+    keys = make_keys(session, jwks, lifespan=1.0)
+    await keys.refresh()
+    started = time.monotonic()
+    keys.start()
+    await wait_for(lambda: jwks.fetches >= 2)
+    assert time.monotonic() - started >= 0.9
+    await keys.aclose()
+    fetches = jwks.fetches
+    await asyncio.sleep(1.2)
+    assert jwks.fetches == fetches
+
+
+def _settings() -> Settings:
+    """Settings for a JwtVerifier used without the app: JWKS algorithms only."""
+    return Settings(
+        database_url="postgresql://unused",
+        redis_url="redis://unused",
+        api_key_id="k",
+        signing_secret=b"s" * 32,
+        jwt_jwks_url="http://127.0.0.1/unused",
+        jwt_algorithms=ASYMMETRIC,
+    )
+
+
+# Through the app.
+
+
+async def test_rotated_in_key_passes_after_one_refetch(make_client, jwks_settings, jwks, db):
+    """A token with a kid published after start-up passes after exactly one refetch."""
+    await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
+    client = await make_client(jwks_settings, jwt_jwks_cooldown=0.0)
+    assert jwks.fetches == 1
+    k = test_keys()
+    jwks.keys = [*jwks.keys, k.rsa_next.jwk()]
+    for _ in range(3):
+        resp = await client.post(V1, json=BODY, headers=auth(k.rsa_next.sign(claims())))
+        assert resp.status == 200, await resp.text()
+    assert jwks.fetches == 2
+
+
+async def test_removed_key_stops_passing_after_the_lifespan(make_client, jwks_settings, jwks, db):
+    """A key dropped from the JWKS still verifies until the lifespan ends, then never again."""
+    await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
+    client = await make_client(jwks_settings, jwt_jwks_lifespan=1.0, jwt_jwks_cooldown=30.0)
+    k = test_keys()
+    jwks.keys = [k.ec.jwk()]
+    removed = time.monotonic()
+    first = await client.post(V1, json=BODY, headers=auth(k.rsa.sign(claims())))
+    assert first.status == 200
+    deadline = removed + 10.0
+    while True:
+        resp = await client.post(V1, json=BODY, headers=auth(k.rsa.sign(claims())))
+        if resp.status != 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert resp.status == 401
+    (row,) = await audit_rows(db, resp.headers["X-Request-ID"])
+    assert json.loads(row["detail"])["reason"] == "unknown_kid"
+    assert jwks.fetches >= 2
+    ec = await client.post(V1, json=BODY, headers=auth(k.ec.sign(claims())))
+    assert ec.status == 200
+
+
+async def test_flood_of_random_kids_fetches_once_per_cooldown(make_client, jwks_settings, jwks, db):
+    """1,000 requests with random kids through the endpoint: at most one fetch per cooldown."""
+    cooldown = 2.0
+    client = await make_client(jwks_settings, jwt_jwks_cooldown=cooldown)
+    assert jwks.fetches == 1
+    await asyncio.sleep(cooldown)  # let the start-up fetch's cooldown run out
+    tokens = [forged(uuid.uuid4().hex) for _ in range(1000)]
+    limit = asyncio.Semaphore(50)
+
+    async def call(token: str) -> int:
+        async with limit:
+            resp = await client.post(V1, json=BODY, headers=auth(token))
+            await resp.read()
+            return resp.status
+
+    started = time.monotonic()
+    statuses = await asyncio.gather(*(call(t) for t in tokens))
+    elapsed = time.monotonic() - started
+    assert set(statuses) == {401}
+    refetches = jwks.fetches - 1
+    assert 1 <= refetches <= 1 + int(elapsed // cooldown)
+
+
+async def test_jwks_down_at_start_is_503_until_it_answers(make_client, jwks_settings, jwks, db):
+    """No keys yet: JWKS tokens get 503, HS tokens still pass; recovery needs no restart."""
+    await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
+    jwks.status = 503
+    client = await make_client(jwks_settings, jwt_jwks_cooldown=0.0)
+    k = test_keys()
+    down = await client.post(V1, json=BODY, headers=auth(k.rsa.sign(claims())))
+    assert down.status == 503
+    assert "Retry-After" in down.headers
+    (row,) = await audit_rows(db, down.headers["X-Request-ID"])
+    assert (row["event"], json.loads(row["detail"])["reason"]) == (
+        "unavailable",
+        "jwks_unavailable",
+    )
+    hs = await client.post(V1, json=BODY, headers=auth(hs_token({"alg": "HS256"}, claims())))
+    assert hs.status == 200
+    jwks.status = 200
+    up = await client.post(V1, json=BODY, headers=auth(k.rsa.sign(claims())))
+    assert up.status == 200
+
+
+async def test_slow_jwks_does_not_hold_start_up(make_client, jwks_settings, jwks, db):
+    """A key server slower than the fetch timeout delays start-up by the timeout at most."""
+    jwks.delay = 5.0
+    started = time.monotonic()
+    client = await make_client(jwks_settings, jwt_jwks_timeout=0.3, jwt_jwks_cooldown=30.0)
+    assert time.monotonic() - started < 3.0
+    resp = await client.post(V1, json=BODY, headers=auth(test_keys().rsa.sign(claims())))
+    assert resp.status == 503
