@@ -1,4 +1,5 @@
-"""Fixtures: real PostgreSQL and Redis (the machine's when given, else embedded), the real app."""
+"""Fixtures: real PostgreSQL and Redis (the machine's when given, else embedded), private servers
+for fault tests (from the same starter as `gateway dev`), the real app."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import redis
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
+from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.ops.migrate import migrate
 from gateway.ops.serve import server_limits
 from gateway.settings import Settings
@@ -38,33 +40,43 @@ def pg_server() -> Iterator[str]:
     if given:
         yield given
         return
-    from gateway.dev.embedded import EmbeddedPostgres  # noqa: PLC0415 - only without a given server
-
-    # Not under pytest's temp root: each pytest session resets that to mode 0700, which would
-    # lock out the unprivileged user PostgreSQL runs as (when root) while it is still running.
-    root = pathlib.Path(tempfile.mkdtemp(prefix="gw-test-pg-"))
-    server = EmbeddedPostgres(root / "data")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with EmbeddedPostgres() as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_server() -> Iterator[str]:
     """URL of a Redis server: GATEWAY_TEST_REDIS_URL's, or an embedded one."""
     given = os.environ.get("GATEWAY_TEST_REDIS_URL")
     if given:
         yield given
         return
-    from gateway.dev.embedded import EmbeddedRedis  # noqa: PLC0415 - only without a given server
+    with EmbeddedRedis() as server:
+        yield server.url
 
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+
+@pytest.fixture
+def server_dir() -> Iterator[pathlib.Path]:
+    """A directory for a server's data outside pytest's temp root: a concurrent pytest session
+    resets that root to mode 0700, locking out the system user PostgreSQL runs as under root."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="gw-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own (its command counts are ours alone), to stop and start at will;
+    the port stays the same across restarts."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own, to stop and start at will (same port, same data)."""
+    with EmbeddedPostgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,9 @@ def _descendants_and_data_users(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_dev_serves_the_printed_curl_and_cleans_up(tmp_path: Path) -> None:
+def test_dev_serves_the_printed_curl_and_cleans_up(tmp_path: Path, server_dir: Path) -> None:
     """The printed JWT gets a token from the printed URL; Ctrl-C stops every process it started."""
-    data_dir = tmp_path / "devdata"
+    data_dir = server_dir / "devdata"
     port = free_port()
     log = (tmp_path / "dev.log").open("w")
     proc = subprocess.Popen(
