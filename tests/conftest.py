@@ -20,12 +20,14 @@ import redis
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
+from gateway.dev.child import ChildServer
 from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.ops.migrate import migrate
 from gateway.ops.serve import server_limits
 from gateway.settings import Settings
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
 from tests.jwks_server import AUDIENCE, ISSUER, JwksServer, test_keys
+from tests.proxy import TcpProxy
 
 
 def _with_database(dsn: str, name: str) -> str:
@@ -33,26 +35,25 @@ def _with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """DSN of a PostgreSQL server: GATEWAY_TEST_DATABASE_URL's, or an embedded one."""
-    given = os.environ.get("GATEWAY_TEST_DATABASE_URL")
+def _given_or_embedded(variable: str, server: type[ChildServer]) -> Iterator[str]:
+    given = os.environ.get(variable)
     if given:
         yield given
         return
-    with EmbeddedPostgres() as server:
-        yield server.url
+    with server() as started:
+        yield started.url
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """DSN of a PostgreSQL server: GATEWAY_TEST_DATABASE_URL's, or an embedded one."""
+    yield from _given_or_embedded("GATEWAY_TEST_DATABASE_URL", EmbeddedPostgres)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """URL of a Redis server: GATEWAY_TEST_REDIS_URL's, or an embedded one."""
-    given = os.environ.get("GATEWAY_TEST_REDIS_URL")
-    if given:
-        yield given
-        return
-    with EmbeddedRedis() as server:
-        yield server.url
+    yield from _given_or_embedded("GATEWAY_TEST_REDIS_URL", EmbeddedRedis)
 
 
 @pytest.fixture
@@ -70,6 +71,14 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     the port stays the same across restarts."""
     with EmbeddedRedis() as server:
         yield server
+
+
+@pytest.fixture
+def proxied(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A cuttable TCP proxy in front of the test database, and the DSN through it."""
+    proxy, dsn = TcpProxy.for_dsn(database_url)
+    yield proxy, dsn
+    proxy.close()
 
 
 @pytest.fixture

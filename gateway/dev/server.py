@@ -28,6 +28,16 @@ DEMO_WORKSPACE = "workspace-456"
 DEMO_DASHBOARD = "dashboard-789"
 DEMO_SUBJECT = "demo-user"
 DEMO_JWT_LIFETIME = 24 * 3600
+# Settings from the shell that the demo's own caller JWT would not satisfy; the demo unsets them.
+UNSATISFIABLE_BY_DEMO_JWT = (
+    "signing_secret_file",
+    "jwt_secret_file",
+    "jwt_jwks_url",
+    "jwt_algorithms",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_max_age",
+)
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -108,9 +118,8 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
         dsn = postgres.start()
         redis_url = redis.start()
         asyncio.run(prepare_database(dsn))
-        # The environment may still tune the demo (GATEWAY_TOKEN_TTL, GATEWAY_LOG_LEVEL, ...).
-        # The demo signs its own caller JWT: settings from the shell that it would not satisfy
-        # (a JWKS, an issuer, a maximum age...) must not make the printed JWT fail, so they go.
+        # The environment may still tune the demo (GATEWAY_TOKEN_TTL, GATEWAY_LOG_LEVEL, ...),
+        # except settings that would make the printed JWT fail.
         env = gateway_environ(
             keep_gateway=True,
             database_url=dsn,
@@ -122,13 +131,7 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
             port=port,
             # The demo keeps everything it writes under its data dir.
             audit_spool_dir=os.environ.get("GATEWAY_AUDIT_SPOOL_DIR", str(root / "audit-spool")),
-            signing_secret_file=None,
-            jwt_secret_file=None,
-            jwt_jwks_url=None,
-            jwt_algorithms=None,
-            jwt_issuer=None,
-            jwt_audience=None,
-            jwt_max_age=None,
+            **dict.fromkeys(UNSATISFIABLE_BY_DEMO_JWT),
         )
         settings = load_settings(env)
         configure_logging(settings.log_level, settings.log_format)

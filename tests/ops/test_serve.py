@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +17,6 @@ from gateway.dev.wait import free_port
 from gateway.tokens.directory import add_mapping
 from tests import servers
 from tests.helpers import auth, eventually, spooled_lines
-from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
@@ -52,14 +50,6 @@ class Gateway:
         if self.proc.poll() is None:
             self.proc.kill()
         self.wait()
-
-
-@pytest.fixture
-def proxied(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
-    """A cuttable TCP proxy in front of the test database, and the DSN through it."""
-    proxy, dsn = TcpProxy.for_dsn(database_url)
-    yield proxy, dsn
-    proxy.close()
 
 
 @pytest.fixture
