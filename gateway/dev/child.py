@@ -14,11 +14,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Self
 
-from gateway.dev.wait import free_port
+from gateway.dev.wait import free_port, wait_until
 
 if TYPE_CHECKING:
     import pwd
@@ -138,15 +137,16 @@ class ChildServer:
 
     def _wait_ready(self) -> None:
         process = self._process
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while process is not None:
-            if process.poll() is not None:
+
+        def ready() -> bool:
+            if process is not None and process.poll() is not None:
                 self._fail(f"exited with code {process.returncode} during startup")
-            if self._probe():
-                return
-            if time.monotonic() > deadline:
-                self._fail(f"was not ready within {STARTUP_TIMEOUT:.0f}s")
-            time.sleep(POLL_INTERVAL)
+            return self._probe()
+
+        try:
+            wait_until(ready, timeout=STARTUP_TIMEOUT, interval=POLL_INTERVAL)
+        except TimeoutError:
+            self._fail(f"was not ready within {STARTUP_TIMEOUT:.0f}s")
 
     def _fail(self, what: str) -> None:
         msg = f"{type(self).__name__} on port {self._port} {what}; log {self.log_path}:\n"
