@@ -1,4 +1,5 @@
-"""Fixtures: real PostgreSQL and Redis (the machine's when given, else embedded), the real app."""
+"""Fixtures: real PostgreSQL and Redis (the machine's when given, else embedded), private servers
+for fault tests (from the same starter as `gateway dev`), the real app."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ import redis
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
+from gateway.dev.child import ChildServer
+from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.ops.migrate import migrate
 from gateway.ops.serve import server_limits
 from gateway.settings import Settings
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
 from tests.jwks_server import AUDIENCE, ISSUER, JwksServer, test_keys
+from tests.proxy import TcpProxy
 
 
 def _with_database(dsn: str, name: str) -> str:
@@ -31,40 +35,57 @@ def _with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def _given_or_embedded(variable: str, server: type[ChildServer]) -> Iterator[str]:
+    given = os.environ.get(variable)
+    if given:
+        yield given
+        return
+    with server() as started:
+        yield started.url
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """DSN of a PostgreSQL server: GATEWAY_TEST_DATABASE_URL's, or an embedded one."""
-    given = os.environ.get("GATEWAY_TEST_DATABASE_URL")
-    if given:
-        yield given
-        return
-    from gateway.dev.embedded import EmbeddedPostgres  # noqa: PLC0415 - only without a given server
-
-    # Not under pytest's temp root: each pytest session resets that to mode 0700, which would
-    # lock out the unprivileged user PostgreSQL runs as (when root) while it is still running.
-    root = pathlib.Path(tempfile.mkdtemp(prefix="gw-test-pg-"))
-    server = EmbeddedPostgres(root / "data")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _given_or_embedded("GATEWAY_TEST_DATABASE_URL", EmbeddedPostgres)
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_server() -> Iterator[str]:
     """URL of a Redis server: GATEWAY_TEST_REDIS_URL's, or an embedded one."""
-    given = os.environ.get("GATEWAY_TEST_REDIS_URL")
-    if given:
-        yield given
-        return
-    from gateway.dev.embedded import EmbeddedRedis  # noqa: PLC0415 - only without a given server
+    yield from _given_or_embedded("GATEWAY_TEST_REDIS_URL", EmbeddedRedis)
 
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+
+@pytest.fixture
+def server_dir() -> Iterator[pathlib.Path]:
+    """A directory for a server's data outside pytest's temp root: a concurrent pytest session
+    resets that root to mode 0700, locking out the system user PostgreSQL runs as under root."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="gw-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this test's own (its command counts are ours alone), to stop and start at will;
+    the port stays the same across restarts."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def proxied(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A cuttable TCP proxy in front of the test database, and the DSN through it."""
+    proxy, dsn = TcpProxy.for_dsn(database_url)
+    yield proxy, dsn
+    proxy.close()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of this test's own, to stop and start at will (same port, same data)."""
+    with EmbeddedPostgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,29 @@
-"""Helpers the tests share: caller JWTs, request headers, waiting for audit rows."""
+"""Helpers the tests share: caller JWTs, request headers, waiting for audit rows (and the one
+wait helper, `eventually`, from gateway.dev.wait)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import jwt
-import pytest
+
+from gateway.dev.wait import eventually
+
+__all__ = [
+    "API_KEY_ID",
+    "JWT_SECRET",
+    "SIGNING_SECRET",
+    "VECTORS_FILE",
+    "audit_rows",
+    "auth",
+    "eventually",
+    "make_jwt",
+    "spooled_lines",
+]
 
 # The team's shared folder sits beside the repository (as in CI); the vectors are also vendored
 # in tests/vectors so a lone clone still tests against them.
@@ -66,15 +79,6 @@ async def audit_rows(
         if len(rows) >= expect or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.02)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until `check()` is true, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 def spooled_lines(directory: Path) -> int:

@@ -1,15 +1,18 @@
-"""A TCP proxy the tests can cut: PostgreSQL "goes away" for the gateway, not for anyone else."""
+"""The tests' one TCP proxy: cut it and a server "goes away" for the gateway, not for anyone
+else; give it a delay and the server turns slow."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones.
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones,
+    and each chunk of bytes is held `delay` seconds (0: none) before it is passed on.
 
     Runs in threads, so it keeps forwarding while a test's event loop is busy, and serves a gateway
     running in a subprocess just as well.
@@ -17,6 +20,7 @@ class TcpProxy:
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
+        self.delay = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port: int = self._listener.getsockname()[1]
@@ -86,6 +90,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self.delay:
+                    time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             pass

@@ -15,6 +15,7 @@ import asyncpg
 import jwt
 
 from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.dev.environ import gateway_environ
 from gateway.dev.routes import create_dev_app
 from gateway.ops.logs import configure_logging
 from gateway.ops.migrate import migrate
@@ -27,6 +28,16 @@ DEMO_WORKSPACE = "workspace-456"
 DEMO_DASHBOARD = "dashboard-789"
 DEMO_SUBJECT = "demo-user"
 DEMO_JWT_LIFETIME = 24 * 3600
+# Settings from the shell that the demo's own caller JWT would not satisfy; the demo unsets them.
+UNSATISFIABLE_BY_DEMO_JWT = (
+    "signing_secret_file",
+    "jwt_secret_file",
+    "jwt_jwks_url",
+    "jwt_algorithms",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_max_age",
+)
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
@@ -107,33 +118,21 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
         dsn = postgres.start()
         redis_url = redis.start()
         asyncio.run(prepare_database(dsn))
-        # The environment may still tune the demo (GATEWAY_TOKEN_TTL, GATEWAY_LOG_LEVEL, ...).
-        env = {
-            **os.environ,
-            "GATEWAY_DATABASE_URL": dsn,
-            "GATEWAY_REDIS_URL": redis_url,
-            "GATEWAY_API_KEY_ID": os.environ.get("GATEWAY_API_KEY_ID", "dev-api-key"),
-            "GATEWAY_SIGNING_SECRET": values["signing_secret"],
-            "GATEWAY_JWT_SECRET": values["jwt_secret"],
-            "GATEWAY_HOST": host,
-            "GATEWAY_PORT": str(port),
+        # The environment may still tune the demo (GATEWAY_TOKEN_TTL, GATEWAY_LOG_LEVEL, ...),
+        # except settings that would make the printed JWT fail.
+        env = gateway_environ(
+            keep_gateway=True,
+            database_url=dsn,
+            redis_url=redis_url,
+            api_key_id=os.environ.get("GATEWAY_API_KEY_ID", "dev-api-key"),
+            signing_secret=values["signing_secret"],
+            jwt_secret=values["jwt_secret"],
+            host=host,
+            port=port,
             # The demo keeps everything it writes under its data dir.
-            "GATEWAY_AUDIT_SPOOL_DIR": os.environ.get(
-                "GATEWAY_AUDIT_SPOOL_DIR", str(root / "audit-spool")
-            ),
-        }
-        # The demo signs its own caller JWT: settings from the shell that it would not satisfy
-        # (a JWKS, an issuer, a maximum age...) must not make the printed JWT fail.
-        for name in (
-            "GATEWAY_SIGNING_SECRET_FILE",
-            "GATEWAY_JWT_SECRET_FILE",
-            "GATEWAY_JWT_JWKS_URL",
-            "GATEWAY_JWT_ALGORITHMS",
-            "GATEWAY_JWT_ISSUER",
-            "GATEWAY_JWT_AUDIENCE",
-            "GATEWAY_JWT_MAX_AGE",
-        ):
-            env.pop(name, None)
+            audit_spool_dir=os.environ.get("GATEWAY_AUDIT_SPOOL_DIR", str(root / "audit-spool")),
+            **dict.fromkeys(UNSATISFIABLE_BY_DEMO_JWT),
+        )
         settings = load_settings(env)
         configure_logging(settings.log_level, settings.log_format)
         token = demo_jwt(values["jwt_secret"], settings.tenant_claim)

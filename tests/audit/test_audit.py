@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,18 +20,9 @@ from gateway.ops.metrics import Metrics
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.format import token_sha256
 from tests.helpers import API_KEY_ID, audit_rows, auth, eventually, make_jwt, spooled_lines
-from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
-
-
-@pytest.fixture
-def proxied(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
-    """A cuttable TCP proxy in front of the test database, and the DSN through it."""
-    proxy, dsn = TcpProxy.for_dsn(database_url)
-    yield proxy, dsn
-    proxy.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from gateway.auth.verifier import JwtVerifier
 from gateway.errors import Unauthenticated
 from gateway.settings import Settings
 from gateway.tokens.directory import add_mapping
-from tests.helpers import audit_rows, auth
+from tests.helpers import audit_rows, auth, eventually
 from tests.jwks_server import JwksServer, TestKey, claims, forged, hs_token, test_keys
 
 V1 = "/api/v1/dashboards/iframe-token"
@@ -35,14 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    """Wait until condition() is true, or fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -245,7 +237,7 @@ async def test_background_refresh_follows_the_lifespan(session, jwks) -> None:
     await keys.refresh()
     started = time.monotonic()
     keys.start()
-    await wait_for(lambda: jwks.fetches >= 2)
+    await eventually(lambda: jwks.fetches >= 2, timeout=10.0)
     assert time.monotonic() - started >= 0.9
     await keys.aclose()
     fetches = jwks.fetches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -15,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from gateway.dev.embedded import free_port
+from gateway.dev.wait import free_port, wait_until
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("GATEWAY_SKIP_DEV_TEST") == "1", reason="GATEWAY_SKIP_DEV_TEST=1"
@@ -31,9 +32,9 @@ def _descendants_and_data_users(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_dev_serves_the_printed_curl_and_cleans_up(tmp_path: Path) -> None:
+def test_dev_serves_the_printed_curl_and_cleans_up(tmp_path: Path, server_dir: Path) -> None:
     """The printed JWT gets a token from the printed URL; Ctrl-C stops every process it started."""
-    data_dir = tmp_path / "devdata"
+    data_dir = server_dir / "devdata"
     port = free_port()
     log = (tmp_path / "dev.log").open("w")
     proc = subprocess.Popen(
@@ -72,7 +73,6 @@ def test_dev_serves_the_printed_curl_and_cleans_up(tmp_path: Path) -> None:
         proc.stdout.close()
         log.close()
     assert proc.returncode == 0
-    deadline = time.monotonic() + 10
-    while _descendants_and_data_users(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: not _descendants_and_data_users(data_dir), timeout=10, interval=0.1)
     assert _descendants_and_data_users(data_dir) == []

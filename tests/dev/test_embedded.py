@@ -58,9 +58,9 @@ def test_free_port_is_bindable() -> None:
         sock.bind(("127.0.0.1", port))
 
 
-def test_postgres_serves_queries_and_stop_leaves_no_process(tmp_path: Path) -> None:
+def test_postgres_serves_queries_and_stop_leaves_no_process(server_dir: Path) -> None:
     """start() returns a working DSN; stop() ends the postmaster and all its backends."""
-    data_dir = tmp_path / "pgdata"
+    data_dir = server_dir / "pgdata"
     pg = EmbeddedPostgres(data_dir)
     dsn = pg.start()
     try:
@@ -77,9 +77,11 @@ def test_postgres_serves_queries_and_stop_leaves_no_process(tmp_path: Path) -> N
     assert pg.pid is None
 
 
-def test_postgres_restart_reuses_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgres_restart_reuses_data_dir(
+    server_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A second start on an initialised data dir skips initdb and keeps the stored data."""
-    data_dir = tmp_path / "pgdata"
+    data_dir = server_dir / "pgdata"
     with EmbeddedPostgres(data_dir) as pg:
         asyncio.run(_fetchval(pg.dsn, "CREATE TABLE kept AS SELECT 'still here' AS marker"))
 
@@ -92,9 +94,9 @@ def test_postgres_restart_reuses_data_dir(tmp_path: Path, monkeypatch: pytest.Mo
     assert _processes_mentioning(str(data_dir)) == []
 
 
-def test_postgres_stop_is_idempotent_and_dsn_requires_start(tmp_path: Path) -> None:
+def test_postgres_stop_is_idempotent_and_dsn_requires_start(server_dir: Path) -> None:
     """stop() may be called before start and repeatedly; dsn is unavailable when stopped."""
-    pg = EmbeddedPostgres(tmp_path / "pgdata")
+    pg = EmbeddedPostgres(server_dir / "pgdata")
     pg.stop()
     with pytest.raises(EmbeddedServerError):
         _ = pg.dsn
@@ -105,9 +107,9 @@ def test_postgres_stop_is_idempotent_and_dsn_requires_start(tmp_path: Path) -> N
         _ = pg.dsn
 
 
-def test_postgres_start_failure_reports_log_and_cleans_up(tmp_path: Path) -> None:
+def test_postgres_start_failure_reports_log_and_cleans_up(server_dir: Path) -> None:
     """When the port is taken, start() raises with the server log tail and leaves nothing."""
-    data_dir = tmp_path / "pgdata"
+    data_dir = server_dir / "pgdata"
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
@@ -118,9 +120,9 @@ def test_postgres_start_failure_reports_log_and_cleans_up(tmp_path: Path) -> Non
     assert _processes_mentioning(str(data_dir)) == []
 
 
-def test_redis_serves_commands_and_stop_leaves_no_process(tmp_path: Path) -> None:
+def test_redis_serves_commands_and_stop_leaves_no_process(server_dir: Path) -> None:
     """start() returns a working URL (PING/SET/GET); stop() ends the server and is idempotent."""
-    with EmbeddedRedis(tmp_path / "redis") as server:
+    with EmbeddedRedis(server_dir / "redis") as server:
         assert server.url == f"redis://127.0.0.1:{server.port}/0"
         client = redis.Redis.from_url(server.url)
         try:

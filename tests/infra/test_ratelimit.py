@@ -12,7 +12,6 @@ from gateway.errors import RateLimited
 from gateway.infra.ratelimit import RequestLimiter
 from gateway.tokens.directory import add_mapping
 from tests.helpers import audit_rows, auth
-from tests.servers import PrivateRedis
 
 V1 = "/api/v1/dashboards/iframe-token"
 
@@ -111,14 +110,6 @@ async def test_tenant_over_its_mint_limit(make_client, settings, many) -> None:
         V1, json=_body("d-999", "org-999"), headers=auth(tenant="org-999", sub="c")
     )
     assert ok.status == 200
-
-
-@pytest.fixture
-def private_redis():
-    """A Redis of this test's own, so its command counts are ours alone."""
-    server = PrivateRedis().start()
-    yield server
-    server.stop()
 
 
 async def _redis_calls(url: str) -> int:

@@ -19,10 +19,8 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -31,6 +29,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis
+
+from gateway.dev.environ import gateway_environ
+from gateway.dev.wait import free_port, wait_until
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -53,12 +54,6 @@ def _admin(dsn: str, sql: str) -> None:
     asyncio.run(run())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _gateway(*args: str, env: dict[str, str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", *args],
@@ -72,19 +67,21 @@ def _gateway(*args: str, env: dict[str, str]) -> None:
         raise SystemExit(f"gateway {' '.join(args)} failed: {result.stderr.strip()}")
 
 
+def _ready(url: str, server: subprocess.Popen[bytes]) -> bool:
+    if server.poll() is not None:
+        raise SystemExit(f"the gateway exited with {server.returncode} before it was ready")
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the gateway exited with {server.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the gateway was not ready within {READY_TIMEOUT:.0f} s")
+    try:
+        wait_until(lambda: _ready(url, server), timeout=READY_TIMEOUT, interval=0.1)
+    except TimeoutError:
+        raise SystemExit(f"the gateway was not ready within {READY_TIMEOUT:.0f} s") from None
 
 
 def _run_dev_child() -> int:
@@ -132,25 +129,25 @@ def main() -> int:
     prefix = f"gwjs:{run_id}:"
     jwt_secret = secrets.token_urlsafe(48)
     signing_secret = secrets.token_urlsafe(48)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "GATEWAY_DATABASE_URL": urlunsplit(urlsplit(admin_dsn)._replace(path="/" + db_name)),
-        "GATEWAY_REDIS_URL": redis_url,
-        "GATEWAY_REDIS_PREFIX": prefix,
-        "GATEWAY_API_KEY_ID": "key-js-test",
-        "GATEWAY_SIGNING_SECRET": signing_secret,
-        "GATEWAY_JWT_SECRET": jwt_secret,
-        "GATEWAY_TOKEN_TTL": str(args.ttl),
-        "GATEWAY_REFRESH_BUFFER": str(args.buffer),
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_LOG_LEVEL": "warning",
+    env = gateway_environ(
+        keep_gateway=True,
+        database_url=urlunsplit(urlsplit(admin_dsn)._replace(path="/" + db_name)),
+        redis_url=redis_url,
+        redis_prefix=prefix,
+        api_key_id="key-js-test",
+        signing_secret=signing_secret,
+        jwt_secret=jwt_secret,
+        token_ttl=args.ttl,
+        refresh_buffer=args.buffer,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
         # A loaded CI machine can stall loopback round trips past the production timeouts.
-        "GATEWAY_REDIS_TIMEOUT": "2",
-        "GATEWAY_DB_TIMEOUT": "5",
-    }
+        redis_timeout=2,
+        db_timeout=5,
+    )
     _admin(admin_dsn, f'CREATE DATABASE "{db_name}"')
     server: subprocess.Popen[bytes] | None = None
     try:

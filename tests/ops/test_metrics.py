@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import aiohttp
 import asyncpg
 import pytest
@@ -12,7 +9,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.tokens.directory import add_mapping
 from tests.helpers import auth, make_jwt
-from tests.servers import free_port, gateway_env, start_gateway, stop_gateway, wait_healthy
+from tests.servers import (
+    eventually,
+    free_port,
+    gateway_env,
+    start_gateway,
+    stop_gateway,
+    wait_healthy,
+)
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
@@ -87,11 +91,12 @@ async def test_counters_after_a_scripted_sequence(client, mapped) -> None:
     assert not [k for k in found if k[0] == "gateway_dependency_errors_total"]
 
     # The audit writer delivers the six rows in batches of whatever size the timing gives.
-    deadline = time.monotonic() + 5
-    while value(found, "gateway_audit_events_written_total") < 6:
-        assert time.monotonic() < deadline, "audit rows not written"
-        await asyncio.sleep(0.05)
+    async def written() -> bool:
+        nonlocal found
         found = samples(await (await client.get("/metrics")).text())
+        return value(found, "gateway_audit_events_written_total") >= 6
+
+    await eventually(written, timeout=5, what="audit rows written")
     assert value(found, "gateway_audit_events_written_total") == 6
     assert value(found, "gateway_audit_queue_depth") == 0
 

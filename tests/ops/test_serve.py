@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
 
-from gateway.dev.embedded import free_port
+from gateway.dev.wait import free_port
 from gateway.tokens.directory import add_mapping
-from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth, eventually, spooled_lines
-from tests.proxy import TcpProxy
+from tests import servers
+from tests.helpers import auth, eventually, spooled_lines
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
@@ -39,17 +37,8 @@ class Gateway:
             stderr=subprocess.STDOUT,
         )
 
-    async def ready(self, session: aiohttp.ClientSession) -> None:
-        async def up() -> bool:
-            if self.proc.poll() is not None:
-                pytest.fail(f"gateway exited early with {self.proc.returncode}")
-            try:
-                async with session.get(self.base + "/healthz") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(up)
+    async def ready(self) -> None:
+        await servers.wait_healthy(self.base, self.proc)
 
     def wait(self, timeout: float = 60.0) -> int:
         try:
@@ -64,35 +53,20 @@ class Gateway:
 
 
 @pytest.fixture
-def proxied(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
-    """A cuttable TCP proxy in front of the test database, and the DSN through it."""
-    proxy, dsn = TcpProxy.for_dsn(database_url)
-    yield proxy, dsn
-    proxy.close()
-
-
-@pytest.fixture
-def gateway_env(proxied, redis_server, redis_prefix, tmp_path) -> dict[str, str]:
+def gateway_env(proxied, settings, tmp_path) -> dict[str, str]:
     """The environment of a gateway process talking to PostgreSQL through the proxy."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_DATABASE_URL=proxied[1],
-        GATEWAY_REDIS_URL=redis_server,
-        GATEWAY_REDIS_PREFIX=f"{redis_prefix}{uuid.uuid4().hex[:8]}:",
-        GATEWAY_API_KEY_ID=API_KEY_ID,
-        GATEWAY_SIGNING_SECRET=SIGNING_SECRET.decode(),
-        GATEWAY_JWT_SECRET=JWT_SECRET.decode(),
-        GATEWAY_PORT=str(free_port()),
-        GATEWAY_AUDIT_SPOOL_DIR=str(tmp_path / "spool"),
-        GATEWAY_AUDIT_WRITE_TIMEOUT="1",
-        GATEWAY_REDIS_TIMEOUT="2",
-        GATEWAY_LOG_FORMAT="text",
-        GATEWAY_LOG_LEVEL="warning",
+    return servers.gateway_env(
+        settings,
+        free_port(),
+        database_url=proxied[1],
+        audit_spool_dir=tmp_path / "spool",
+        audit_write_timeout=1,
+        redis_timeout=2,
+        log_format="text",
         # Thousands of requests from one caller: the per-worker limit must not refuse them.
-        GATEWAY_RATE_LIMIT_REQUESTS_PER_SECOND="100000",
-        GATEWAY_RATE_LIMIT_REQUEST_BURST="100000",
+        rate_limit_requests_per_second=100000,
+        rate_limit_request_burst=100000,
     )
-    return env
 
 
 @pytest.fixture
@@ -131,7 +105,7 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
         first = Gateway(gateway_env, log)
         try:
-            await first.ready(session)
+            await first.ready()
             assert await post(session, first.base, prefix + "warm") == 200
             proxy.cut()
             statuses = await asyncio.gather(
@@ -148,7 +122,7 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
         proxy.restore()
         second = Gateway(gateway_env, log)
         try:
-            await second.ready(session)
+            await second.ready()
             expected = {f"{prefix}{i}": 1 for i in range(200)}
 
             async def replayed() -> bool:
@@ -185,7 +159,7 @@ async def test_sigterm_with_5000_events_queued_writes_all_and_exits_0(
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
         gateway = Gateway(env, tmp_path / "gateway.log")
         try:
-            await gateway.ready(session)
+            await gateway.ready()
             statuses = await asyncio.gather(
                 *(post(session, gateway.base, f"{prefix}{i}") for i in range(5000))
             )

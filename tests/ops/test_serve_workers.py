@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 
@@ -11,10 +10,9 @@ import aiohttp
 import asyncpg
 import psutil
 
-from gateway.dev.embedded import free_port
 from gateway.tokens.directory import add_mapping
-from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth
-from tests.servers import wait_healthy
+from tests.helpers import auth
+from tests.servers import free_port, gateway_env, wait_healthy
 
 V1 = "/api/v1/dashboards/iframe-token"
 
@@ -25,22 +23,15 @@ async def test_two_workers_hand_out_the_same_token(
     """Many connections over two worker processes all get one token; both workers serve."""
     await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
     port = free_port()
-    env = {
-        **os.environ,
-        "GATEWAY_DATABASE_URL": database_url,
-        "GATEWAY_REDIS_URL": settings.redis_url,
-        "GATEWAY_REDIS_PREFIX": settings.redis_prefix,
-        "GATEWAY_API_KEY_ID": API_KEY_ID,
-        "GATEWAY_SIGNING_SECRET": SIGNING_SECRET.decode(),
-        "GATEWAY_JWT_SECRET": JWT_SECRET.decode(),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_LOG_LEVEL": "warning",
-        "GATEWAY_REDIS_TIMEOUT": "2",
+    env = gateway_env(
+        settings,
+        port,
+        redis_timeout=2,
         # 400 requests from one caller: the per-worker limit must not refuse them.
-        "GATEWAY_RATE_LIMIT_REQUESTS_PER_SECOND": "100000",
-        "GATEWAY_RATE_LIMIT_REQUEST_BURST": "100000",
-        "GATEWAY_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
-    }
+        rate_limit_requests_per_second=100000,
+        rate_limit_request_burst=100000,
+        audit_spool_dir=tmp_path / "spool",
+    )
     proc = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "gateway", "serve", "--workers", "2"),
         env=env,

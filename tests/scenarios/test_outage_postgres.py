@@ -6,35 +6,25 @@ import time
 from dataclasses import replace
 
 import asyncpg
-import pytest
 
 from gateway.app import create_app
 from gateway.dev.embedded import free_port
 from gateway.ops.migrate import migrate
 from gateway.tokens.directory import add_mapping
 from tests.helpers import auth
-from tests.servers import PrivatePostgres
 
 V1 = "/api/v1/dashboards/iframe-token"
 HIT = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
 MISS = {"tenant_id": "org-123", "workspace_id": "workspace-456", "dashboard_id": "dashboard-2"}
 
 
-@pytest.fixture(scope="module")
-def private_pg():
-    """A PostgreSQL of this module's own, which the test stops and starts."""
-    server = PrivatePostgres().start()
-    yield server
-    server.remove()
-
-
 async def test_postgres_stopped_hits_200_misses_503_then_recovers(
-    aiohttp_client, settings, private_pg
+    aiohttp_client, settings, private_postgres
 ) -> None:
     """PostgreSQL down: a cached token is still served (200), a miss is 503 unavailable with
     Retry-After within the deadlines, /readyz is 503 naming postgresql; once it is back, misses
     are 200 and /readyz 200 again, without restarting the gateway."""
-    conn = await asyncpg.connect(private_pg.url)
+    conn = await asyncpg.connect(private_postgres.url)
     try:
         await migrate(conn)
         await add_mapping(conn, "org-123", "workspace-456", "dashboard-1", is_default=True)
@@ -43,14 +33,16 @@ async def test_postgres_stopped_hits_200_misses_503_then_recovers(
         await conn.close()
     client = await aiohttp_client(
         create_app(
-            replace(settings, database_url=private_pg.url, db_timeout=1.0, db_acquire_timeout=1.0)
+            replace(
+                settings, database_url=private_postgres.url, db_timeout=1.0, db_acquire_timeout=1.0
+            )
         )
     )
     first = await client.post(V1, json=HIT, headers=auth())
     assert first.status == 200
     token = (await first.json())["token"]
 
-    private_pg.stop()
+    private_postgres.stop()
     try:
         hit = await client.post(V1, json=HIT, headers=auth())
         assert hit.status == 200
@@ -66,7 +58,7 @@ async def test_postgres_stopped_hits_200_misses_503_then_recovers(
         assert ready.status == 503
         assert (await ready.json())["failing"] == ["postgresql"]
     finally:
-        private_pg.start()
+        private_postgres.start()
 
     miss = await client.post(V1, json=MISS, headers=auth())
     assert miss.status == 200
