@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.ops.local_metrics import LocalCounter as Counter
+from gateway.ops.local_metrics import LocalGauge as Gauge
+from gateway.ops.local_metrics import LocalHistogram as Histogram
+from gateway.ops.local_metrics import LocalRegistry
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -25,10 +29,10 @@ class Metrics:
     """Every metric the gateway exports."""
 
     def __init__(self) -> None:
-        # Labelled children looked up once: labels() takes a lock and builds a key every call.
-        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self.local = r = LocalRegistry()
+        # What a one-process scrape renders: the local numbers, folded in at scrape time.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(r)
         self.requests = Counter(
             "gateway_requests", "Requests answered", ["route", "status", "event"], registry=r
         )
@@ -122,45 +126,33 @@ class Metrics:
             ["dependency", "state"],
             registry=r,
         )
-        self._polled: list[tuple[Gauge, Callable[[], float]]] = []
 
     def count(self, counter: Counter, *labels: str) -> None:
-        """Increment a labelled counter (the hot path's way: the child is resolved once)."""
-        key = (counter, labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*labels)
-        child.inc()
-
-    def _track(self, gauge: Gauge, read: Callable[[], float]) -> None:
-        # A multiprocess scrape reads files, not functions: there refresh() copies the value.
-        if multiprocess():
-            self._polled.append((gauge, read))
-        else:
-            gauge.set_function(read)
+        """Increment a labelled counter by one."""
+        counter.labels(*labels).value += 1
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         """Report the audit queue depth at scrape time."""
-        self._track(self.audit_queue, depth)
+        self.audit_queue.set_function(depth)
+
+    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
+        """Report the spool's backlog at scrape time (every worker's, with --workers N)."""
+        self.audit_spool_bytes.set_function(pending_bytes)
 
     def refresh(self) -> None:
-        """Copy polled values into their gauges (multiprocess mode; every second and on scrape)."""
-        for gauge, read in self._polled:
-            gauge.set(read())
+        """Several workers: copy this worker's numbers to the shared files (every second)."""
+        if multiprocess():
+            self.local.flush()
 
     def breaker_changed(self, dependency: str, _old: Enum, new: Enum) -> None:
         """Listener for CircuitBreaker state changes."""
         self.breaker_state.labels(dependency).set(new.value)
         self.breaker_transitions.labels(dependency, new.name.lower()).inc()
 
-    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
-        """Report the spool's backlog at scrape time."""
-        self.audit_spool_bytes.set_function(pending_bytes)
-
     def render(self) -> bytes:
         """The Prometheus text exposition: this process's, or every worker's (multiprocess mode)."""
         if multiprocess():
-            self.refresh()
+            self.local.flush()
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=os.environ[MULTIPROC_ENV])
             return generate_latest(registry)

@@ -123,24 +123,27 @@ async def test_metrics_cover_every_worker(settings, mapped, tmp_path, operator_d
                     base + V1, json=BODY, headers=auth(sub=f"user-{i}")
                 ) as resp:
                     assert resp.status == 200
+            # Each worker copies its numbers to the shared files about once a second: within a
+            # few seconds every scrape, from either worker, counts all 30.
+            deadline = time.monotonic() + 5.0
+            while True:
+                async with session.get(base + "/metrics") as resp:
+                    if _token_total(samples(await resp.text())) == 30:
+                        break
+                assert time.monotonic() < deadline, "workers' counts never added up to 30"
+                await asyncio.sleep(0.2)
             for _ in range(6):
                 async with session.get(base + "/metrics") as resp:
                     found = samples(await resp.text())
-                total = value(
-                    found,
-                    "gateway_requests_total",
-                    route="token",
-                    status="200",
-                    event="token_issued",
-                ) + value(
-                    found,
-                    "gateway_requests_total",
-                    route="token",
-                    status="200",
-                    event="token_reused",
-                )
-                assert total == 30
+                assert _token_total(found) == 30
                 assert value(found, "gateway_breaker_state", dependency="redis") == 0
     finally:
         code = stop_gateway(proc)
     assert code == 0, log.read_text()[-2000:]
+
+
+def _token_total(found: dict) -> float:
+    return sum(
+        value(found, "gateway_requests_total", route="token", status="200", event=event)
+        for event in ("token_issued", "token_reused")
+    )

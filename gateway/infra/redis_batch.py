@@ -1,0 +1,124 @@
+"""Redis commands from concurrent requests, sent as one pipeline per event-loop turn.
+
+Each redis-py call costs ~60 µs of client CPU and one round trip; under load many requests ask
+for something within the same loop iteration. Here callers queue a command and await its reply;
+one `call_soon` callback sends everything queued as a non-transactional pipeline (redis-py's
+cluster pipeline groups it by node) under one deadline for the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, ResponseError
+
+Command = tuple[Any, ...]
+Waiter = tuple[Command, "asyncio.Future[Any]"]
+
+
+class BatchTimeout(TimeoutError):
+    """The batch a command went out in got no reply within the deadline."""
+
+
+class LuaScript:
+    """A Lua script known by its SHA1, loaded on demand (a fresh or failed-over node lacks it)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
+
+
+class RedisBatcher:
+    """Queue commands; send each loop turn's queue as one pipeline; route replies back."""
+
+    def __init__(self, client: aioredis.Redis | RedisCluster, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._queue: list[Waiter] = []
+        self._scripts: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches_sent = 0  # pipelines sent, for tests and benchmarks
+
+    def execute(self, *command: Any) -> asyncio.Future[Any]:
+        """Queue one command (`"GET", key`); the future gets its reply or its error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queue:
+            loop.call_soon(self._flush)
+        self._queue.append((command, future))
+        return future
+
+    def run_script(
+        self, script: LuaScript, keys: Sequence[Any], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
+        """Queue a Lua script call (EVALSHA; SCRIPT LOAD and once more where it is missing)."""
+        self._scripts[script.sha] = script.source
+        return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        # Keep a reference: a task nobody holds may be collected before it finishes.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[Waiter]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._pipeline(batch)
+                missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                if missing:
+                    await self._load_scripts({batch[i][0][1] for i in missing})
+                    again = await self._pipeline([batch[i] for i in missing])
+                    for i, reply in zip(missing, again, strict=True):
+                        replies[i] = reply
+        except TimeoutError:
+            _fail(batch, BatchTimeout(f"no Redis reply within {self._timeout:g} s"))
+            return
+        except Exception as exc:  # noqa: BLE001 - every waiter gets the error, whatever it is
+            _fail(batch, exc)
+            return
+        except BaseException as exc:  # cancelled: the waiters must not hang, then re-raise
+            _fail(batch, exc)
+            raise
+        for (_command, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller gave up (cancelled)
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _pipeline(self, batch: Sequence[Waiter]) -> list[Any]:
+        self.batches_sent += 1
+        if len(batch) == 1:
+            # A lone command skips the pipeline's own bookkeeping (measured: ~40% of its CPU).
+            try:
+                return [await self._client.execute_command(*batch[0][0])]
+            except (ResponseError, NoScriptError) as exc:
+                return [exc]
+        pipe = self._client.pipeline(transaction=False)
+        for command, _future in batch:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _load_scripts(self, shas: set[str]) -> None:
+        for sha in shas:
+            # A cluster client sends SCRIPT LOAD to every primary.
+            await self._client.script_load(self._scripts[sha])
+
+    async def aclose(self) -> None:
+        """Wait for batches in flight (at shutdown, before the client closes)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _fail(batch: Sequence[Waiter], exc: BaseException) -> None:
+    for _command, future in batch:
+        if not future.done():
+            future.set_exception(exc)

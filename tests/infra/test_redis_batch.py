@@ -1,0 +1,87 @@
+"""Commands queued in one loop turn go out as one pipeline, each caller gets its own reply."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from gateway.infra.redis_batch import BatchTimeout, LuaScript, RedisBatcher
+
+INCR_BY = LuaScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+
+
+@pytest.fixture
+async def client(redis_server):
+    c = aioredis.Redis.from_url(redis_server)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+def prefix(redis_prefix):
+    return f"{redis_prefix}batch:{uuid.uuid4().hex[:8]}:"
+
+
+async def test_one_pipeline_per_loop_turn(client, prefix) -> None:
+    """Fifty concurrent commands: one pipeline, fifty right answers in the callers' order."""
+    batcher = RedisBatcher(client, timeout=2.0)
+    await client.mset({f"{prefix}{i}": str(i) for i in range(50)})
+    replies = await asyncio.gather(*(batcher.execute("GET", f"{prefix}{i}") for i in range(50)))
+    assert replies == [str(i).encode() for i in range(50)]
+    assert batcher.batches_sent == 1
+    # A later turn is a new batch.
+    assert await batcher.execute("GET", f"{prefix}7") == b"7"
+    assert batcher.batches_sent == 2
+
+
+async def test_an_error_reaches_only_its_caller(client, prefix) -> None:
+    """A command Redis refuses fails its own caller; the others in the batch still succeed."""
+    batcher = RedisBatcher(client, timeout=2.0)
+    await client.rpush(f"{prefix}list", "x")
+    await client.set(f"{prefix}s", "v")
+    good, bad = await asyncio.gather(
+        batcher.execute("GET", f"{prefix}s"),
+        batcher.execute("GET", f"{prefix}list"),
+        return_exceptions=True,
+    )
+    assert good == b"v"
+    assert isinstance(bad, ResponseError)
+    assert "WRONGTYPE" in str(bad)
+
+
+async def test_scripts_are_loaded_where_missing(client, prefix) -> None:
+    """After SCRIPT FLUSH the batcher loads the script and runs every queued call once."""
+    batcher = RedisBatcher(client, timeout=2.0)
+    await client.script_flush()
+    replies = await asyncio.gather(
+        *(batcher.run_script(INCR_BY, [f"{prefix}n"], [2]) for _ in range(5))
+    )
+    assert sorted(replies) == [2, 4, 6, 8, 10]
+    assert await client.get(f"{prefix}n") == b"10"
+
+
+async def test_a_batch_past_its_deadline_fails_every_caller() -> None:
+    """A server that accepts and never answers: every caller in the batch gets BatchTimeout."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)  # read everything, answer nothing
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    batcher = RedisBatcher(client, timeout=0.2)
+    started = asyncio.get_running_loop().time()
+    try:
+        results = await asyncio.gather(
+            *(batcher.execute("GET", f"k{i}") for i in range(3)), return_exceptions=True
+        )
+    finally:
+        await client.aclose()
+        server.close()
+    assert [type(r) for r in results] == [BatchTimeout] * 3
+    assert asyncio.get_running_loop().time() - started < 1.0
