@@ -123,15 +123,14 @@ async def test_metrics_cover_every_worker(settings, mapped, tmp_path, operator_d
                     base + V1, json=BODY, headers=auth(sub=f"user-{i}")
                 ) as resp:
                     assert resp.status == 200
+
             # Each worker copies its numbers to the shared files about once a second: within a
             # few seconds every scrape, from either worker, counts all 30.
-            deadline = time.monotonic() + 5.0
-            while True:
+            async def all_counted() -> bool:
                 async with session.get(base + "/metrics") as resp:
-                    if _token_total(samples(await resp.text())) == 30:
-                        break
-                assert time.monotonic() < deadline, "workers' counts never added up to 30"
-                await asyncio.sleep(0.2)
+                    return _token_total(samples(await resp.text())) == 30
+
+            await eventually(all_counted, timeout=5.0, interval=0.2, what="every worker's counts")
             for _ in range(6):
                 async with session.get(base + "/metrics") as resp:
                     found = samples(await resp.text())
