@@ -1,8 +1,11 @@
-"""`gateway serve` as a real process: SIGKILL with a spooled backlog, SIGTERM with a full queue."""
+"""`gateway serve` as a real process: SIGKILL with a journaled backlog, SIGTERM with a full queue,
+and SIGKILL of two workers mid-burst, in both audit modes."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +20,8 @@ import pytest
 
 from gateway.dev.embedded import free_port
 from gateway.tokens.directory import add_mapping
-from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth, eventually, spooled_lines
+from tests.audit.journal_files import journal_lines
+from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, auth, eventually
 from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
@@ -27,16 +31,18 @@ BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
 class Gateway:
     """One `python -m gateway serve` child process."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.port = int(env["GATEWAY_PORT"])
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"],
+            [sys.executable, "-m", "gateway", "serve", *args],
             env=env,
             cwd=log.parent,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # Its own process group: the test kills the runner and its workers at once.
+            start_new_session=True,
         )
 
     async def ready(self, session: aiohttp.ClientSession) -> None:
@@ -59,8 +65,14 @@ class Gateway:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.kill_group()
         self.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL the whole process group (the runner and every worker), as an OOM killer or
+        `kill -9 -PGID` would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -118,13 +130,13 @@ async def rows_per_request(conn: asyncpg.Connection, prefix: str) -> dict[str, i
     return {r["request_id"]: r["n"] for r in rows}
 
 
-async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
+async def test_sigkill_with_journaled_events_then_restart_replays_each_once(
     proxied, gateway_env, mapped, tmp_path
 ) -> None:
-    """Killed with SIGKILL while events sit in the spool, a restarted gateway replays them:
-    exactly one row per request, and the spool is emptied."""
+    """Killed with SIGKILL while events wait in the journal (PostgreSQL away), a restarted
+    gateway replays them: exactly one row per request, and the journal is emptied."""
     proxy, _ = proxied
-    spool_dir = Path(gateway_env["GATEWAY_AUDIT_SPOOL_DIR"])
+    journal_dir = Path(gateway_env["GATEWAY_AUDIT_SPOOL_DIR"])
     log = tmp_path / "gateway.log"
     prefix = f"kill-{uuid.uuid4().hex[:8]}-"
     # Below the gateway's Redis pool size, so every request finds a Redis connection.
@@ -138,7 +150,7 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
                 *(post(session, first.base, f"{prefix}{i}") for i in range(200))
             )
             assert statuses == [200] * 200  # cache hits need no database
-            await eventually(lambda: _true(spooled_lines(spool_dir) >= 200))
+            await eventually(lambda: _true(journal_lines(journal_dir) >= 200))
             assert await rows_per_request(mapped, prefix + "1") == {}
             first.proc.send_signal(signal.SIGKILL)
             assert first.wait() == -signal.SIGKILL
@@ -156,7 +168,7 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
                 return all(got.get(k) for k in expected)
 
             await eventually(replayed)
-            await eventually(lambda: _true(spooled_lines(spool_dir) == 0))
+            await eventually(lambda: _true(journal_lines(journal_dir) == 0))
             second.proc.send_signal(signal.SIGTERM)
             assert second.wait() == 0
         finally:
@@ -164,7 +176,7 @@ async def test_sigkill_with_spooled_events_then_restart_replays_each_once(
     got = await rows_per_request(mapped, prefix)
     got.pop(prefix + "warm", None)
     assert got == expected
-    assert spooled_lines(spool_dir) == 0
+    assert journal_lines(journal_dir) == 0
 
 
 async def _true(value: bool) -> bool:
@@ -204,4 +216,84 @@ async def test_sigterm_with_5000_events_queued_writes_all_and_exits_0(
     got = await rows_per_request(mapped, prefix)
     assert len(got) == 5000
     assert set(got.values()) == {1}
-    assert spooled_lines(Path(env["GATEWAY_AUDIT_SPOOL_DIR"])) == 0
+    assert journal_lines(Path(env["GATEWAY_AUDIT_SPOOL_DIR"])) == 0
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["default", "fail-closed"])
+async def test_sigkill_of_two_workers_mid_burst_loses_no_answered_event(
+    required, database_url, gateway_env, db, tmp_path
+) -> None:
+    """`serve --workers 2`, 8 clients over 200 tenants, the process group SIGKILLed mid-burst,
+    restarted: every answered request has exactly one row, in both audit modes. The writer is
+    set to hold events in memory for seconds, so only the journal can have kept them."""
+    for t in range(200):
+        await add_mapping(db, f"org-{t}", "workspace-456", f"dash-{t}", is_default=True)
+    env = {
+        **gateway_env,
+        "GATEWAY_DATABASE_URL": database_url,
+        "GATEWAY_AUDIT_REQUIRED": "true" if required else "false",
+        "GATEWAY_AUDIT_FLUSH_INTERVAL": "5",
+        "GATEWAY_AUDIT_BATCH_SIZE": "100000",
+    }
+    journal_dir = Path(env["GATEWAY_AUDIT_SPOOL_DIR"])
+    log = tmp_path / "gateway.log"
+    prefix = f"burst-{uuid.uuid4().hex[:8]}-"
+    answered: dict[str, int] = {}
+    sent = 0
+    killed = asyncio.Event()
+
+    async def client(n: int, session: aiohttp.ClientSession, base: str) -> None:
+        nonlocal sent
+        for i in range(400):
+            if killed.is_set():
+                return
+            rid, tenant = f"{prefix}{n}-{i}", f"org-{(n * 400 + i) % 200}"
+            headers = {**auth(tenant=tenant, sub=f"user-{n}"), "X-Request-ID": rid}
+            body = {"tenant_id": tenant, "workspace_id": "workspace-456"}
+            sent += 1
+            try:
+                async with session.post(base + V1, json=body, headers=headers) as resp:
+                    await resp.read()
+                    answered[rid] = resp.status
+            except aiohttp.ClientError:
+                return  # killed: this one was never answered
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as session:
+        first = Gateway(env, log, "--workers", "2")
+        try:
+            await first.ready(session)
+            burst = asyncio.gather(*(client(n, session, first.base) for n in range(8)))
+            await eventually(lambda: _true(len(answered) >= 600), timeout=60)
+            first.kill_group()
+            killed.set()
+            await burst
+            assert first.wait() == -signal.SIGKILL
+        finally:
+            first.kill()
+        assert journal_lines(journal_dir) >= len(answered) - 50  # shipped ones may be freed
+
+        second = Gateway(env, log, "--workers", "2")
+        try:
+            await second.ready(session)
+
+            async def all_rows() -> bool:
+                got = await rows_per_request(db, prefix)
+                return all(rid in got for rid in answered)
+
+            await eventually(all_rows, timeout=30)
+            await eventually(lambda: _true(journal_lines(journal_dir) == 0))
+            second.proc.send_signal(signal.SIGTERM)
+            assert second.wait() == 0
+        finally:
+            second.kill()
+    got = await rows_per_request(db, prefix)
+    ok = [rid for rid, status in answered.items() if status == 200]
+    statuses = collections.Counter(answered.values())
+    print(  # quoted in the issue's closing note
+        f"audit_required={required}: sent {sent}, answered {len(answered)} {dict(statuses)},"
+        f" rows of answered {sum(got.get(r, 0) for r in answered)}, rows {sum(got.values())}"
+    )
+    assert len(answered) >= 600
+    assert statuses[200] >= 300
+    assert {rid: got.get(rid) for rid in answered} == dict.fromkeys(answered, 1)
+    assert set(got.values()) == {1}  # an unanswered request has at most one row too
