@@ -287,7 +287,6 @@ async def test_sigkill_of_two_workers_mid_burst_loses_no_answered_event(
         finally:
             second.kill()
     got = await rows_per_request(db, prefix)
-    ok = [rid for rid, status in answered.items() if status == 200]
     statuses = collections.Counter(answered.values())
     print(  # quoted in the closing note
         f"audit_required={required}: sent {sent}, answered {len(answered)} {dict(statuses)},"
