@@ -27,6 +27,7 @@ class Health:
         self._metrics = metrics
         self._status = StatusFile(journal.directory)
         self._published = 0.0
+        self._lost_logged = 0.0
         self.degraded = False
         self.dropped = 0
         self.written = 0
@@ -66,8 +67,12 @@ class Health:
         self.dropped += count
         if self._metrics is not None:
             self._metrics.audit_dropped.inc(count)
-        extra = {} if event is None else {"event": event.event, "request_id": event.request_id}
-        log.error("%d audit events lost: %s", count, why, extra=extra)
+        # One line a second at most: a full disk under load would otherwise log every request.
+        now = time.monotonic()
+        if now - self._lost_logged >= 1.0:
+            self._lost_logged = now
+            extra = {} if event is None else {"event": event.event, "request_id": event.request_id}
+            log.error("audit events lost: %s (%d lost so far)", why, self.dropped, extra=extra)
 
     def wrote(self, count: int, seconds: float) -> None:
         """A batch is committed."""
