@@ -105,52 +105,58 @@ class AuditEvent:
 
 def copy_line(e: AuditEvent) -> bytes:
     """The event as one text-COPY row, newline included."""
-    ip = e.client_ip
-    detail = e.detail
-    line = "\t".join(
-        (
-            e.event_id,
-            _timestamp(e.occurred_at),
-            _text(e.event),
-            str(e.status),
-            _text(e.request_id),
-            NULL if e.subject is None else _text(e.subject),
-            NULL if e.tenant_id is None else _text(e.tenant_id),
-            NULL if e.workspace_id is None else _text(e.workspace_id),
-            NULL if e.dashboard_id is None else _text(e.dashboard_id),
-            NULL if e.api_key_id is None else _text(e.api_key_id),
-            NULL if e.expires_at is None else _timestamp(e.expires_at),
-            NULL if e.token_sha256 is None else _text(e.token_sha256),
-            NULL if e.cache_hit is None else ("t" if e.cache_hit else "f"),
-            ip if ip is not None and _is_ip(ip) else NULL,
-            NULL if e.user_agent is None else _text(e.user_agent),
-            NULL if e.latency_ms is None else repr(float(e.latency_ms)),
-            NULL if detail is None else _text(orjson.dumps(detail).decode()),
-        )
+    detail = None if e.detail is None else orjson.dumps(e.detail).decode()
+    texts = (
+        e.event,
+        e.request_id,
+        e.subject,
+        e.tenant_id,
+        e.workspace_id,
+        e.dashboard_id,
+        e.api_key_id,
+        e.token_sha256,
+        e.user_agent,
+        detail,
     )
-    return (line + "\n").encode()
+    probe = "".join(filter(None, texts))
+    if not probe.isprintable() or "\\" in probe:
+        # Rare (hostile headers, JSON escapes): escape field by field.
+        texts = tuple(None if t is None else _escape(t) for t in texts)
+    event, request_id, subject, tenant, workspace, dashboard, key, sha, agent, detail = texts
+    ip = e.client_ip
+    cache_hit = e.cache_hit
+    return (
+        f"{e.event_id}\t{_timestamp(e.occurred_at)}\t{event}\t{e.status}\t{request_id}"
+        f"\t{NULL if subject is None else subject}\t{NULL if tenant is None else tenant}"
+        f"\t{NULL if workspace is None else workspace}"
+        f"\t{NULL if dashboard is None else dashboard}\t{NULL if key is None else key}"
+        f"\t{NULL if e.expires_at is None else _timestamp(e.expires_at)}"
+        f"\t{NULL if sha is None else sha}"
+        f"\t{NULL if cache_hit is None else ('t' if cache_hit else 'f')}"
+        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
+        f"\t{NULL if e.latency_ms is None else float(e.latency_ms)!r}"
+        f"\t{NULL if detail is None else detail}\n"
+    ).encode()
 
 
-def _text(value: str) -> str:
-    if value.isprintable() and "\\" not in value:
-        return value  # the common case: nothing to escape
+def _escape(value: str) -> str:
     cleaned = clean_text(value) or ""
     return cleaned.translate(_COPY_ESCAPES)
 
 
-# (second, "YYYY-MM-DD HH:MM:SS") of the last timestamp formatted: events of one second share it.
-_second: list[Any] = [-1, ""]
+@functools.lru_cache(maxsize=1024)
+def _second(second: int) -> str:
+    # Events of one second share their prefix, and expiry times repeat: formatting is cached.
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
 
 
 def _timestamp(value: float | datetime) -> str:
+    if type(value) is int:
+        return f"{_second(value)}+00"
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     second = int(value)
-    cached = _second
-    if cached[0] != second:
-        cached[1] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
-        cached[0] = second
-    return f"{cached[1]}.{int((value - second) * 1_000_000):06d}+00"
+    return f"{_second(second)}.{int((value - second) * 1_000_000):06d}+00"
 
 
 def _as_datetime(value: float | datetime) -> datetime:
