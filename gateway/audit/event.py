@@ -134,7 +134,7 @@ def copy_line(e: AuditEvent) -> bytes:
         f"\t{NULL if sha is None else sha}"
         f"\t{NULL if cache_hit is None else ('t' if cache_hit else 'f')}"
         f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
-        f"\t{NULL if e.latency_ms is None else float(e.latency_ms)!r}"
+        f"\t{NULL if e.latency_ms is None else repr(float(e.latency_ms))}"
         f"\t{NULL if detail is None else detail}\n"
     ).encode()
 
