@@ -263,6 +263,17 @@ async def test_sigkill_of_two_workers_mid_burst_loses_no_answered_event(
         try:
             await first.ready(session)
             burst = asyncio.gather(*(client(n, session, first.base) for n in range(8)))
+            await eventually(lambda: _true(len(answered) >= 300), timeout=60)
+
+            async def journal_metrics() -> bool:
+                # Summed over both workers (multiprocess mode), not stuck at 0.
+                async with session.get(first.base + "/metrics") as resp:
+                    text = await resp.text()
+                return _value(text, "gateway_audit_spool_bytes") > 0 and (
+                    _value(text, "gateway_audit_journal_segments") == 2
+                )
+
+            await eventually(journal_metrics)
             await eventually(lambda: _true(len(answered) >= 600), timeout=60)
             first.kill_group()
             killed.set()
@@ -296,3 +307,10 @@ async def test_sigkill_of_two_workers_mid_burst_loses_no_answered_event(
     assert statuses[200] >= 300
     assert {rid: got.get(rid) for rid in answered} == dict.fromkeys(answered, 1)
     assert set(got.values()) == {1}  # an unanswered request has at most one row too
+
+
+def _value(text: str, name: str) -> float:
+    for row in text.splitlines():
+        if row.startswith(name + " "):
+            return float(row.split()[1])
+    return 0.0
