@@ -6,13 +6,14 @@ table lives only inside its own transaction (`ON COMMIT DROP`), so no state outl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Protocol
 
 import asyncpg
 
 from gateway.audit.event import COLUMNS, AuditEvent, copy_line
 
-__all__ = ["POISON_ERRORS", "write_batch", "write_lines"]
+__all__ = ["POISON_ERRORS", "WriteFn", "write_batch", "write_lines"]
 
 # What PostgreSQL answers when a row itself is wrong (bad text, out of range, a constraint):
 # retrying the same bytes can never succeed, so such a row is quarantined instead.
@@ -55,6 +56,14 @@ async def write_lines(pool: asyncpg.Pool, lines: Sequence[bytes], *, fresh: bool
             await conn.execute(_STAGE)
             await conn.copy_to_table("audit_events_stage", source=_source(data), columns=COLUMNS)
             await conn.execute(_MERGE)
+
+
+class WriteFn(Protocol):
+    """How the audit writer writes lines (write_lines, or a test's wrapper around it)."""
+
+    def __call__(
+        self, pool: asyncpg.Pool, lines: Sequence[bytes], *, fresh: bool = False
+    ) -> Awaitable[None]: ...
 
 
 async def write_batch(

@@ -15,13 +15,12 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from itertools import islice
-from typing import Protocol
 
 import asyncpg
 
-from gateway.audit.copy import POISON_ERRORS, write_batch, write_lines
+from gateway.audit.copy import POISON_ERRORS, WriteFn, write_batch, write_lines
 from gateway.audit.event import COLUMNS, AuditEvent, clean_text, copy_line
 from gateway.audit.health import Health, oldest_age
 from gateway.audit.journal import Fsync, Journal, Segment
@@ -41,21 +40,10 @@ WRITE_ERRORS = DATABASE_ERRORS
 ORPHAN_SCAN_INTERVAL = 30.0
 
 
-class WriteFn(Protocol):
-    """How the writer writes lines (write_lines, or a test's wrapper around it)."""
-
-    def __call__(
-        self, pool: asyncpg.Pool, lines: Sequence[bytes], *, fresh: bool = False
-    ) -> Awaitable[None]: ...
-
-
 class AuditWriter:
-    """Journals each event and writes them to PostgreSQL in batches from one background task.
-
-    States, as SREs see them in /metrics and `gateway audit status`: writing (normal), degraded
-    (PostgreSQL failing: events wait in the journal and memory, PostgreSQL is retried every
-    `probe_interval`), and journal failing (the disk refuses: events are held in memory only).
-    """
+    """Journals each event and COPYs them to PostgreSQL in batches from one background task.
+    States: writing; degraded (PostgreSQL failing, retried every `probe_interval`); journal
+    failing (the disk refuses: events are held in memory only)."""
 
     def __init__(
         self,
@@ -91,11 +79,9 @@ class AuditWriter:
         self._next_orphan_scan = 0.0
         self.health = Health(journal, metrics)
 
-    # --- the request's path ---------------------------------------------------------------
-
     @property
     def depth(self) -> int:
-        """Events held in memory, not yet written."""
+        """Events in memory, not yet written."""
         return len(self._queue)
 
     @property
@@ -110,7 +96,7 @@ class AuditWriter:
 
     @property
     def dropped(self) -> int:
-        """Events lost: neither the journal nor memory could hold them."""
+        """Events lost: neither the journal nor memory could hold them (counted)."""
         return self.health.dropped
 
     @property
@@ -158,8 +144,6 @@ class AuditWriter:
             self.health.lose(1, "the journal cannot be written and the queue is full", event)
         return answer_ok
 
-    # --- lifecycle ------------------------------------------------------------------------
-
     def start(self) -> None:
         """Start the background writer (it first replays what gone processes left)."""
         self._task = asyncio.create_task(self._run(), name="audit-writer")
@@ -192,8 +176,6 @@ class AuditWriter:
         self._queue.clear()
         self._journal.close()
         self.health.close()
-
-    # --- the background task --------------------------------------------------------------
 
     async def _run(self) -> None:
         await self._scan_orphans()
@@ -264,7 +246,7 @@ class AuditWriter:
             return
         self.health.wrote(written, time.perf_counter() - started)
         self._head_tried = False
-        if self._failures:
+        if self._failures or self.degraded:
             self._failures = 0
             self.health.recovered()
             self._next_orphan_scan = 0.0  # an outage may have left gone workers' segments
@@ -284,6 +266,7 @@ class AuditWriter:
                 await replay_segment(self._journal, seg, self._idem, on_done=self._replayed)
             except WRITE_ERRORS as exc:
                 self.health.write_failed(exc, degraded=True)
+                self._failures = max(self._failures, self._retry_attempts)
                 return
             seg.spilled = 0
         if time.monotonic() >= self._next_orphan_scan:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.audit.event import AuditEvent, copy_line
-from gateway.audit.journal import Journal, read_lines
+from gateway.audit.journal import Fsync, Journal, read_lines
 from tests.audit.journal_files import journal_lines
 
 LINES = [
@@ -83,3 +83,15 @@ def test_unwritable_directory_fails_and_says_why(tmp_path) -> None:
     assert journal.failing
     assert journal.last_error is not None
     assert journal.segments == []
+
+
+def test_fsync_modes_write_the_same_lines(tmp_path) -> None:
+    """batch and always fsync (at the writer's pace, or before each answer) and keep every line."""
+    for mode in (Fsync.BATCH, Fsync.ALWAYS):
+        directory = tmp_path / mode.value
+        journal = Journal(directory, fsync=mode, max_segment_bytes=400)
+        for data in LINES:
+            assert journal.append(data) is not None
+        journal.sync()
+        assert journal_lines(directory) == len(LINES)
+        journal.close()
