@@ -32,9 +32,13 @@ class StatusFile:
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             _remove_gone(directory)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            # Locked under a hidden name, then renamed: a sibling starting at the same moment
+            # never sees it unlocked and removes it as a gone worker's.
+            tmp = directory / f".{self.path.name}.tmp"
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.pwrite(fd, b" " * STATUS_BYTES, 0)
+            tmp.rename(self.path)
             self._fd = fd
         except OSError as exc:
             log.warning("audit status file %s not written: %s", self.path, exc)
