@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from gateway.admin.audit_status import render
 from gateway.audit.event import AuditEvent, copy_line
 from gateway.audit.journal import Journal
 from gateway.audit.quarantine import QUARANTINE_FILE
@@ -113,6 +115,13 @@ async def test_postgres_down_and_journal_disk_full_then_backlog_drains_without_t
     else:
         assert statuses == {200: 800}
         assert _metric(metrics, "gateway_audit_events_memory_only_total") > 0
+
+    async def status_shows_it() -> bool:
+        # `gateway audit status` from the files alone: this worker, its full disk and backlog.
+        rows = [r for r in render(tiny_fs).splitlines() if r.startswith(f"{os.getpid()} ")]
+        return len(rows) == 1 and rows[0].split()[1:3] == ["disk-fail", "300"]
+
+    await eventually(status_shows_it)
     proxy.restore()  # and from here on, not one more token request
 
     async def drained() -> bool:
