@@ -15,8 +15,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from gateway.audit.journal import Fsync, Journal
 from gateway.audit.partitions import maintain_forever
-from gateway.audit.spool import Spool
 from gateway.audit.writer import AuditWriter
 from gateway.auth.jwks import JwksKeys
 from gateway.auth.jwt_cache import JwtCache
@@ -140,24 +140,30 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 async def _audit(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    spool = Spool(settings.audit_spool_dir)
+    journal = Journal(settings.audit_spool_dir, fsync=Fsync(settings.audit_fsync))
     writer = AuditWriter(
         app[DB_POOL],
-        spool=spool,
+        journal=journal,
         batch_size=settings.audit_batch_size,
         flush_interval=settings.audit_flush_interval,
         queue_size=settings.audit_queue_size,
         metrics=app[METRICS],
         write_timeout=settings.audit_write_timeout,
+        fail_closed=settings.audit_required,
     )
     app[AUDIT] = writer
     app[METRICS].track_queue(lambda: writer.depth)
-    app[METRICS].track_spool(lambda: spool.pending_bytes)
-    # The first thing the writer does is replay what a previous process left in the spool.
+    app[METRICS].track_journal(
+        pending_bytes=lambda: journal.bytes,
+        segments=lambda: len(journal.segments),
+        oldest_age=writer.oldest_age,
+        failing=lambda: journal.failing,
+    )
+    # The first thing the writer does is replay what gone processes left in the journal.
     writer.start()
     yield
     # Cleanup runs in reverse order, so this flush happens before the pool closes; what cannot be
-    # written within the shutdown timeout goes to the spool.
+    # written within the shutdown timeout stays in the journal for the next start.
     await writer.close(timeout=settings.shutdown_timeout)
 
 

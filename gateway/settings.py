@@ -70,6 +70,7 @@ class Settings:
     shutdown_timeout: float = 10.0
     audit_spool_dir: str = "audit-spool"
     audit_required: bool = False
+    audit_fsync: str = "off"
     audit_write_timeout: float = 5.0
     audit_partition_days_ahead: int = 7
     jwt_cache_ttl: float = 60.0
@@ -322,6 +323,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_timeout=_float(env, "GATEWAY_SHUTDOWN_TIMEOUT", 10.0, 0.0, 600.0),
         audit_spool_dir=_get(env, "GATEWAY_AUDIT_SPOOL_DIR") or "audit-spool",
         audit_required=_bool(env, "GATEWAY_AUDIT_REQUIRED", False),
+        audit_fsync=_choice(env, "GATEWAY_AUDIT_FSYNC", "off", ("off", "batch", "always")),
         audit_write_timeout=_float(env, "GATEWAY_AUDIT_WRITE_TIMEOUT", 5.0, 0.01, 600.0),
         audit_partition_days_ahead=_int(env, "GATEWAY_AUDIT_PARTITION_DAYS_AHEAD", 7, 1, 366),
         # 0 disables either in-process cache; the bounds keep a typo from holding tokens for hours.

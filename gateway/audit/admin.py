@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from gateway.audit.writer import COLUMNS, AuditEvent
+from gateway.audit.event import COLUMNS, AuditEvent
 
 # Not an HTTP answer: the audit row of an operator's action carries status 0.
 ADMIN_STATUS = 0

@@ -1,203 +1,55 @@
-"""The audit trail: one event per request, queued in memory and written in COPY batches.
+"""The audit trail's writer: every event journaled on the request's path, shipped from memory.
 
-Nothing is lost quietly: when PostgreSQL keeps failing, or the queue is full, events go to the
-spool on local disk (gateway/spool.py) and are replayed once PostgreSQL is back or at the next
-start; only an event that can be neither written nor spooled is dropped, counted and logged.
+`emit` appends the event's text-COPY line to the worker's journal (journal.py) and queues the same
+bytes in memory; one background task COPYs them to PostgreSQL in batches and frees the journal
+once they are committed. What the queue cannot hold stays in the journal only and is replayed
+from the file; what the journal cannot hold (a full disk) stays in memory only and is counted.
+Only an event neither can hold is dropped, counted and logged, and in fail-closed mode no token
+leaves without a journaled event (see `can_record` and `emit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ipaddress
 import logging
 import time
-import uuid
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections import deque
+from collections.abc import Sequence
+from itertools import islice
 
 import asyncpg
-import orjson
 
-from gateway.audit.spool import Spool
+from gateway.audit.copy import POISON_ERRORS, WriteFn, write_batch, write_lines
+from gateway.audit.event import COLUMNS, AuditEvent, clean_text, copy_line
+from gateway.audit.health import Health, oldest_age
+from gateway.audit.journal import Fsync, Journal, Segment
+from gateway.audit.quarantine import write_isolating_poison
+from gateway.audit.replay import REPLAY_CHUNK, replay_orphans, replay_segment
 from gateway.infra.dependency_errors import DATABASE_ERRORS
 from gateway.infra.ids import uuid7
 from gateway.ops.metrics import Metrics
 
-__all__ = ["COLUMNS", "AuditEvent", "AuditWriter", "uuid7", "write_batch"]
+__all__ = ["COLUMNS", "AuditEvent", "AuditWriter", "clean_text", "uuid7", "write_batch"]
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "event_id",
-    "occurred_at",
-    "event",
-    "status",
-    "request_id",
-    "subject",
-    "tenant_id",
-    "workspace_id",
-    "dashboard_id",
-    "api_key_id",
-    "expires_at",
-    "token_sha256",
-    "cache_hit",
-    "client_ip",
-    "user_agent",
-    "latency_ms",
-    "detail",
-)
-_TIMES = ("occurred_at", "expires_at")
-# What a write to an unreachable, restarting or too slow PostgreSQL raises.
+# What a write to an unreachable, restarting or too slow PostgreSQL raises (poison aside).
 WRITE_ERRORS = DATABASE_ERRORS
-# Spooled events are replayed in bigger COPY batches than live ones: there is a backlog to clear.
-REPLAY_CHUNK = 5000
-
-
-@functools.lru_cache(maxsize=4096)
-def _client_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    # Parsing an address costs ~3 us and clients repeat: a small cache pays on every event.
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None
-
-
-def clean_text(value: str | None) -> str | None:
-    """Text PostgreSQL and the spool accept: lone surrogates (undecodable header bytes) escaped,
-    NUL spelled out. A caller controls these strings; one bad byte must not poison a batch."""
-    if value is None or (value.isascii() and "\x00" not in value):
-        return value
-    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-
-
-@dataclass(slots=True)
-class AuditEvent:
-    """One row of audit_events."""
-
-    event: str
-    status: int
-    request_id: str
-    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    event_id: uuid.UUID = field(default_factory=uuid7)
-    subject: str | None = None
-    tenant_id: str | None = None
-    workspace_id: str | None = None
-    dashboard_id: str | None = None
-    api_key_id: str | None = None
-    expires_at: datetime | None = None
-    token_sha256: str | None = None
-    cache_hit: bool | None = None
-    client_ip: str | None = None
-    user_agent: str | None = None
-    latency_ms: float | None = None
-    detail: dict[str, Any] | None = None
-
-    def record(self) -> tuple[Any, ...]:
-        """The row in COLUMNS order, encoded for asyncpg's COPY."""
-        ip = _client_ip(self.client_ip) if self.client_ip else None
-        return (
-            self.event_id,
-            self.occurred_at,
-            self.event,
-            self.status,
-            self.request_id,
-            self.subject,
-            self.tenant_id,
-            self.workspace_id,
-            self.dashboard_id,
-            self.api_key_id,
-            self.expires_at,
-            self.token_sha256,
-            self.cache_hit,
-            ip,
-            self.user_agent,
-            self.latency_ms,
-            None if self.detail is None else orjson.dumps(self.detail).decode(),
-        )
-
-    def to_json(self) -> bytes:
-        """One spool line (without its newline)."""
-        return orjson.dumps({name: getattr(self, name) for name in COLUMNS})
-
-    @classmethod
-    def from_json(cls, line: bytes) -> AuditEvent:
-        """The event a spool line holds."""
-        data = orjson.loads(line)
-        data["event_id"] = uuid.UUID(data["event_id"])
-        for name in _TIMES:
-            if data.get(name) is not None:
-                data[name] = datetime.fromisoformat(data[name])
-        return cls(**data)
-
-
-async def write_batch(pool: asyncpg.Pool, events: list[AuditEvent], *, fresh: bool = False) -> None:
-    """Write events with one COPY; retrying after an unknown outcome cannot duplicate them.
-
-    The idempotent path COPYs into a temporary table, then INSERT … ON CONFLICT DO NOTHING on the
-    event's key, in one transaction. A `fresh` batch, one never sent before, cannot hold a row
-    that is already there (its ids were just made), so it is COPYed straight into audit_events:
-    half the work. Any retry, replay or shutdown flush must pass fresh=False.
-    """
-    records = [e.record() for e in events]
-    async with pool.acquire() as conn:
-        if fresh:
-            try:
-                await conn.copy_records_to_table("audit_events", records=records, columns=COLUMNS)
-            except asyncpg.UniqueViolationError:
-                pass  # not so fresh after all: fall through to the idempotent path
-            else:
-                return
-        async with conn.transaction():
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS audit_events_stage"
-                " (LIKE audit_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            await conn.copy_records_to_table("audit_events_stage", records=records, columns=COLUMNS)
-            await conn.execute(
-                "INSERT INTO audit_events SELECT * FROM audit_events_stage"
-                " ON CONFLICT (event_id, occurred_at) DO NOTHING"
-            )
-
-
-class WriteFn(Protocol):
-    """How the writer writes a batch (write_batch, or a test's wrapper around it)."""
-
-    def __call__(
-        self, pool: asyncpg.Pool, events: list[AuditEvent], *, fresh: bool = False
-    ) -> Awaitable[None]: ...
-
-
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _parse_lines(lines: list[bytes], source: str) -> list[AuditEvent]:
-    events = []
-    for number, line in enumerate(lines, 1):
-        try:
-            events.append(AuditEvent.from_json(line))
-        except (ValueError, TypeError, KeyError) as exc:
-            log.error("audit spool %s line %d is not an event, skipped: %s", source, number, exc)
-    return events
+# How often segments of gone processes are looked for, besides at start and after an outage.
+ORPHAN_SCAN_INTERVAL = 30.0
 
 
 class AuditWriter:
-    """Accepts events without waiting and writes them in batches from one background task.
-
-    A second task moves events that find the queue full into the spool. States, as SREs see
-    them in /metrics: writing (normal), degraded (PostgreSQL failing: batches go to the spool,
-    PostgreSQL is probed every `probe_interval`), and spool failing (the disk refuses too).
-    """
+    """Journals each event and COPYs them to PostgreSQL in batches from one background task.
+    States: writing; degraded (PostgreSQL failing, retried every `probe_interval`); journal
+    failing (the disk refuses: events are held in memory only)."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         *,
-        spool: Spool,
+        journal: Journal,
         batch_size: int = 500,
         flush_interval: float = 0.2,
         queue_size: int = 100_000,
@@ -205,282 +57,246 @@ class AuditWriter:
         write_timeout: float = 5.0,
         retry_attempts: int = 3,
         probe_interval: float = 1.0,
-        write: WriteFn = write_batch,
+        fail_closed: bool = False,
+        write: WriteFn = write_lines,
     ) -> None:
         self._pool = pool
-        self._spool = spool
-        self._metrics = metrics
+        self._journal = journal
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._queue_size = queue_size
         self._write_timeout = write_timeout
         self._retry_attempts = retry_attempts
         self._probe_interval = probe_interval
+        self._fail_closed = fail_closed
         self._write_fn = write
-        self._queue: asyncio.Queue[AuditEvent] = asyncio.Queue(maxsize=queue_size)
-        # The batch being gathered or written. It lives on the object, not in a local, so that
-        # close() finds it whatever point the cancelled task had reached.
-        self._inflight: list[AuditEvent] = []
-        # Events that found the queue full, waiting for the spooler task.
-        self._overflow: list[AuditEvent] = []
-        self._overflow_wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._next_probe = 0.0
-        self.degraded = False
-        self.spool_failing = False
-        self.dropped = 0
-        self.written = 0
+        # (line, journal segment or None, time queued). Entries leave only once committed.
+        self._queue: deque[tuple[bytes, Segment | None, float]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._head_tried = False  # the head batch's outcome is unknown: no fresh COPY for it
+        self._failures = 0
+        self._next_orphan_scan = 0.0
+        self.health = Health(journal, metrics)
 
     @property
     def depth(self) -> int:
-        """Events held in memory, not yet written or spooled."""
-        return self._queue.qsize() + len(self._inflight) + len(self._overflow)
+        """Events in memory, not yet written."""
+        return len(self._queue)
+
+    @property
+    def degraded(self) -> bool:
+        """PostgreSQL writes are failing."""
+        return self.health.degraded
+
+    @property
+    def spool_failing(self) -> bool:
+        """The journal cannot be written."""
+        return self._journal.failing
+
+    @property
+    def dropped(self) -> int:
+        """Events lost: neither the journal nor memory could hold them (counted)."""
+        return self.health.dropped
+
+    @property
+    def written(self) -> int:
+        """Rows written to PostgreSQL (a retried batch counts again)."""
+        return self.health.written
+
+    def oldest_age(self) -> float:
+        """Seconds the oldest event not yet in PostgreSQL has waited (0 when none waits)."""
+        return oldest_age(self._queue, self._journal)
 
     def can_record(self) -> bool:
-        """Whether an event made now would be written or spooled; false means it could be lost."""
-        if not self.spool_failing:
-            return True
-        return not self.degraded and not self._queue.full()
+        """Fail-closed check before minting: the journal takes writes and the queue has room."""
+        return not self._journal.failing and len(self._queue) < self._queue_size
 
-    def emit(self, event: AuditEvent) -> None:
-        """Queue an event; never blocks the request. A full queue sends it to the spool."""
-        if not self._queue.full():
-            self._queue.put_nowait(event)
-            return
-        if len(self._overflow) < self._queue_size:
-            self._overflow.append(event)
-            self._overflow_wake.set()
-            return
-        self.dropped += 1
-        if self._metrics is not None:
-            self._metrics.audit_dropped.inc()
-        log.error(
-            "audit event lost: queue and spool backlog full",
-            extra={"event": event.event, "request_id": event.request_id},
-        )
+    def emit(self, event: AuditEvent) -> bool:
+        """Journal and queue an event; never blocks. False: in fail-closed mode, the event of a
+        successful answer could not be journaled, was turned into `unavailable`, and the caller
+        must answer 503 instead."""
+        line = copy_line(event)
+        seg = self._journal.append(line)
+        answer_ok = True
+        if seg is None and self._fail_closed and event.status < 400:
+            # The token must not leave: the row says what the client will get instead.
+            event.event, event.status, event.token_sha256 = "unavailable", 503, None
+            event.detail = {"reason": "audit", "code": "unavailable"}
+            line = copy_line(event)
+            answer_ok = False
+        queue = self._queue
+        if len(queue) < self._queue_size:
+            queue.append((line, seg, time.time()))
+            if seg is not None:
+                seg.pending += 1
+            else:
+                self.health.memory_only(1)
+            if len(queue) == 1 or len(queue) == self._batch_size:
+                self._wake.set()
+        elif seg is not None:
+            # The queue is full: the journal alone holds it; it is shipped from the file.
+            if not seg.spilled:
+                seg.first_spill = time.time()
+            seg.spilled += 1
+            self.health.spilled(1)
+        else:
+            self.health.lose(1, "the journal cannot be written and the queue is full", event)
+        return answer_ok
 
     def start(self) -> None:
-        """Start the background writer and spooler."""
-        self._tasks = [
-            asyncio.create_task(self._run(), name="audit-writer"),
-            asyncio.create_task(self._spool_overflow(), name="audit-spooler"),
-        ]
+        """Start the background writer (it first replays what gone processes left)."""
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def close(self, timeout: float = 10.0) -> None:
-        """Write what memory holds within `timeout`, spool the rest, then stop.
-
-        The spool append is not bounded by `timeout`: it is local disk, and the alternative is
-        losing the events.
-        """
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Write what memory holds within `timeout`; the rest stays in the journal for the next
+        start (memory-only events are journaled now if the disk allows, else counted lost)."""
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        pending = self._inflight + self._drain_queue() + self._overflow
-        self._inflight, self._overflow = [], []
-        deadline = time.monotonic() + timeout
-        if not self.degraded:
-            try:
-                async with asyncio.timeout(timeout):
-                    while pending:
-                        chunk = pending[: max(self._batch_size, REPLAY_CHUNK)]
-                        await self._write(chunk)
-                        pending = pending[len(chunk) :]
-            except Exception as exc:  # noqa: BLE001 - whatever stops the flush, the rest is spooled
-                log.warning(
-                    "audit flush at shutdown stopped (%s); spooling %d events",
-                    type(exc).__name__,
-                    len(pending),
-                )
-        if pending:
-            try:
-                await asyncio.to_thread(self._spool.append, [e.to_json() for e in pending])
-                self._count_spooled(len(pending))
-            except OSError as exc:
-                self._lose(len(pending), exc)
-        remaining = deadline - time.monotonic()
-        if self._spool.has_pending and remaining > 0 and not self.degraded:
-            # Best effort: what is not replayed now is replayed at the next start.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._replay()
-        await asyncio.to_thread(self._spool.close)
-
-    def _drain_queue(self) -> list[AuditEvent]:
-        events = []
-        while not self._queue.empty():
-            events.append(self._queue.get_nowait())
-        return events
-
-    def _lose(self, count: int, exc: BaseException) -> None:
-        self.dropped += count
-        if self._metrics is not None:
-            self._metrics.audit_dropped.inc(count)
-        log.error("%d audit events lost: the spool cannot be written (%s)", count, exc)
-
-    def _count_spooled(self, count: int) -> None:
-        if self._metrics is not None:
-            self._metrics.audit_spooled.inc(count)
-
-    def _set_degraded(self, value: bool) -> None:
-        if value != self.degraded:
-            if value:
-                log.error("audit writes to PostgreSQL failing; spooling events to disk")
-            else:
-                log.warning("audit writes to PostgreSQL recovered")
-        self.degraded = value
-        if self._metrics is not None:
-            self._metrics.audit_degraded.set(1 if value else 0)
-
-    def _set_spool_failing(self, value: bool, exc: BaseException | None = None) -> None:
-        if value and not self.spool_failing:
-            log.error("audit spool in %s cannot be written: %s", self._spool.directory, exc)
-        self.spool_failing = value
-        if self._metrics is not None:
-            self._metrics.audit_spool_failing.set(1 if value else 0)
-
-    async def _fill_batch(self) -> None:
-        """Gather into self._inflight until batch_size events or flush_interval after the first."""
-        # While a backlog waits on disk, wake up even with no traffic so it gets replayed.
-        idle = self._probe_interval if (self.degraded or self._spool.has_pending) else None
+                await self._task
+            self._task = None
         try:
-            async with asyncio.timeout(idle):
-                self._inflight.append(await self._queue.get())
-        except TimeoutError:
-            return
-        deadline = time.monotonic() + self._flush_interval
-        while len(self._inflight) < self._batch_size:
-            while len(self._inflight) < self._batch_size and not self._queue.empty():
-                self._inflight.append(self._queue.get_nowait())
-            remaining = deadline - time.monotonic()
-            if len(self._inflight) >= self._batch_size or remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(remaining):
-                    self._inflight.append(await self._queue.get())
-            except TimeoutError:
-                break
-
-    async def _write(self, batch: list[AuditEvent], *, fresh: bool = False) -> None:
-        started = time.perf_counter()
-        async with asyncio.timeout(self._write_timeout):
-            await self._write_fn(self._pool, batch, fresh=fresh)
-        self.written += len(batch)
-        if self._metrics is not None:
-            self._metrics.audit_written.inc(len(batch))
-            self._metrics.audit_write_seconds.observe(time.perf_counter() - started)
-            self._metrics.audit_batch_size.observe(len(batch))
-
-    async def _ping(self) -> bool:
-        try:
-            async with asyncio.timeout(self._write_timeout):
-                await self._pool.fetchval("SELECT 1")
-        except WRITE_ERRORS:
-            return False
-        return True
-
-    async def _replay(self) -> bool:
-        """Write every spooled segment, oldest first, deleting each once committed.
-
-        Returns whether the spool is empty now; a failure marks the writer degraded.
-        """
-        try:
-            segments = await asyncio.to_thread(self._spool.claim)
-        except OSError as exc:
-            log.error("audit spool in %s cannot be read: %s", self._spool.directory, exc)
-            return False
-        for segment in segments:
-            try:
-                lines = await asyncio.to_thread(self._spool.read, segment)
-            except OSError as exc:
-                log.error("audit spool segment %s cannot be read: %s", segment.path.name, exc)
-                return False
-            events = _parse_lines(lines, segment.path.name)
-            try:
-                for chunk in _chunks(events, REPLAY_CHUNK):
-                    await self._write(chunk)
-            except WRITE_ERRORS as exc:
-                log.warning("audit spool replay failed: %s", type(exc).__name__)
-                self._set_degraded(True)
-                return False
-            await asyncio.to_thread(self._spool.done, segment)
-            if self._metrics is not None:
-                self._metrics.audit_replayed.inc(len(events))
-            log.info("replayed %d spooled audit events from %s", len(events), segment.path.name)
-        self._set_degraded(False)
-        return True
-
-    async def _spool_batch(self, batch: list[AuditEvent]) -> bool:
-        try:
-            await asyncio.to_thread(self._spool.append, [e.to_json() for e in batch])
-        except OSError as exc:
-            self._set_spool_failing(True, exc)
-            return False
-        self._set_spool_failing(False)
-        self._count_spooled(len(batch))
-        return True
-
-    async def _deliver(self) -> None:
-        """Write self._inflight to PostgreSQL, or to the spool when PostgreSQL keeps failing."""
-        if not self.degraded:
-            backoff = 0.05
-            for attempt in range(self._retry_attempts):
-                try:
-                    # Only the first attempt is fresh: after a failure its outcome is unknown.
-                    await self._write(self._inflight, fresh=attempt == 0)
-                except WRITE_ERRORS as exc:
-                    # Keep the batch and retry: event ids make a retried batch harmless.
-                    if self._metrics is not None:
-                        self._metrics.audit_write_failures.inc()
-                    log.warning("audit write failed (%d): %s", attempt + 1, type(exc).__name__)
-                    await asyncio.sleep(backoff)
-                    backoff *= 2
-                    continue
-                self._inflight = []
-                return
-            self._set_degraded(True)
-            self._next_probe = time.monotonic() + self._probe_interval
-        if await self._spool_batch(self._inflight):
-            self._inflight = []
-        else:
-            # Neither database nor disk: keep the batch in memory and try both again shortly.
-            await asyncio.sleep(self._probe_interval)
-
-    async def _recover(self) -> None:
-        """While degraded, probe PostgreSQL now and then; once it answers, replay the spool."""
-        if time.monotonic() < self._next_probe:
-            return
-        self._next_probe = time.monotonic() + self._probe_interval
-        if self.degraded and not await self._ping():
-            return
-        await self._replay()
+            async with asyncio.timeout(timeout):
+                while self._queue:
+                    size = max(self._batch_size, REPLAY_CHUNK)
+                    await self._ship(size, retry=False)
+                for seg in [s for s in self._journal.segments if s.spilled]:
+                    await replay_segment(self._journal, seg, self._idem, on_done=self._replayed)
+        except Exception as exc:  # noqa: BLE001 - whatever stops the flush, the journal keeps it
+            log.warning(
+                "audit flush at shutdown stopped (%s); %d events stay in the journal",
+                type(exc).__name__,
+                len(self._queue),
+            )
+        unjournaled = [line for line, seg, _ in self._queue if seg is None]
+        lost = sum(self._journal.append(line) is None for line in unjournaled)
+        if lost:
+            self.health.lose(lost, "the journal cannot be written at shutdown")
+        self._queue.clear()
+        self._journal.close()
+        self.health.close()
 
     async def _run(self) -> None:
-        # Events a previous process left in the spool (it was killed, or lost PostgreSQL).
-        await self._replay()
+        await self._scan_orphans()
         while True:
             try:
-                if not self._inflight:
-                    await self._fill_batch()
-                if self.degraded or self._spool.has_pending:
-                    await self._recover()
-                if self._inflight:
-                    await self._deliver()
+                await self._wait_for_batch()
+                if self._queue:
+                    await self._ship(self._batch_size, retry=True)
+                elif self.degraded:
+                    await self._probe()
+                if not self.degraded:
+                    await self._replay_backlog()
+                if self._journal.fsync is Fsync.BATCH:
+                    await asyncio.to_thread(self._journal.sync)
+                self.health.publish(self._queue)
             except Exception:
                 # A bug must not stop the trail: the batch stays in memory and is tried again.
                 log.exception("audit writer error")
                 await asyncio.sleep(self._probe_interval)
 
-    async def _spool_overflow(self) -> None:
-        while True:
-            await self._overflow_wake.wait()
-            self._overflow_wake.clear()
-            while self._overflow:
-                batch = self._overflow[:]
-                if await self._spool_batch(batch):
-                    # emit() may have added more meanwhile; only what was written goes.
-                    del self._overflow[: len(batch)]
-                else:
-                    await asyncio.sleep(self._probe_interval)
+    async def _wait_for_batch(self) -> None:
+        """Return once a batch is due: batch_size events, or the oldest is flush_interval old.
+
+        With a backlog (an outage, journal-only rows) it also returns every probe_interval, so
+        the backlog drains without new traffic.
+        """
+        backlog = self.degraded or any(s.spilled for s in self._journal.segments)
+        idle = self._probe_interval if backlog or self._journal.failing else None
+        if not self._queue:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(idle):
+                    await self._wake.wait()
+        if not self._queue or len(self._queue) >= self._batch_size:
+            return
+        remaining = self._queue[0][2] + self._flush_interval - time.time()
+        if remaining > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
+
+    async def _ship(self, size: int, *, retry: bool) -> None:
+        """Write the head of the queue; on success drop it from memory and free the journal."""
+        batch = list(islice(self._queue, size))
+        lines = [entry[0] for entry in batch]
+        started = time.perf_counter()
+        try:
+            try:
+                async with asyncio.timeout(self._write_timeout):
+                    await self._write_fn(self._pool, lines, fresh=not self._head_tried)
+                written = len(lines)
+            except POISON_ERRORS:
+                self._head_tried = True
+                written, quarantined = await write_isolating_poison(
+                    self._idem, lines, self._journal.directory
+                )
+                self.health.quarantined(quarantined)
+        except WRITE_ERRORS as exc:
+            # Keep the batch and retry: event ids make a retried batch harmless.
+            self._head_tried = True
+            self._failures += 1
+            self.health.write_failed(exc, degraded=self._failures >= self._retry_attempts)
+            if not retry:
+                raise
+            backoff = min(0.05 * 2 ** (self._failures - 1), self._probe_interval)
+            await asyncio.sleep(backoff)
+            return
+        self.health.wrote(written, time.perf_counter() - started)
+        self._head_tried = False
+        if self._failures or self.degraded:
+            self._failures = 0
+            self.health.recovered()
+            self._next_orphan_scan = 0.0  # an outage may have left gone workers' segments
+        touched: set[Segment] = set()
+        for _ in batch:
+            _, seg, _ = self._queue.popleft()
+            if seg is not None:
+                seg.pending -= 1
+                touched.add(seg)
+        for seg in touched:
+            self._journal.committed(seg)
+
+    async def _replay_backlog(self) -> None:
+        """Ship rows only the journal holds, and segments of gone processes now and then."""
+        for seg in [s for s in self._journal.segments if s.spilled]:
+            try:
+                await replay_segment(self._journal, seg, self._idem, on_done=self._replayed)
+            except WRITE_ERRORS as exc:
+                self.health.write_failed(exc, degraded=True)
+                self._failures = max(self._failures, self._retry_attempts)
+                return
+            seg.spilled = 0
+        if time.monotonic() >= self._next_orphan_scan:
+            await self._scan_orphans()
+
+    async def _scan_orphans(self) -> None:
+        self._next_orphan_scan = time.monotonic() + ORPHAN_SCAN_INTERVAL
+        try:
+            await replay_orphans(self._journal, self._idem, on_done=self._replayed)
+        except WRITE_ERRORS as exc:
+            self.health.write_failed(exc, degraded=True)
+            self._failures = max(self._failures, self._retry_attempts)
+        except OSError as exc:
+            log.error("audit journal in %s cannot be read: %s", self._journal.directory, exc)
+
+    async def _probe(self) -> None:
+        """With nothing queued, find out whether PostgreSQL is back (no prepared statement)."""
+        try:
+            async with asyncio.timeout(self._write_timeout), self._pool.acquire() as conn:
+                await conn.execute("SELECT 1")
+        except WRITE_ERRORS:
+            return
+        self._failures = 0
+        self.health.recovered()
+        self._next_orphan_scan = 0.0
+
+    async def _idem(self, lines: Sequence[bytes]) -> None:
+        async with asyncio.timeout(self._write_timeout * max(1, len(lines) // 1000)):
+            await self._write_fn(self._pool, lines, fresh=False)
+
+    def _replayed(self, written: int, quarantined: int) -> None:
+        self.health.replayed(written)
+        self.health.quarantined(quarantined)

@@ -75,7 +75,8 @@ async def issue_token(request: web.Request) -> web.Response:
     exchange.dashboard_id = body.dashboard_id
     check_tenant(caller, body.tenant_id)
     if app[SETTINGS].audit_required and not app[AUDIT].can_record():
-        # Fail closed: no token leaves without an audit event that is written or spooled.
+        # Fail closed: no token leaves unless its event can be journaled now (journal writable,
+        # queue not full); emit() turns a late journal failure into a 503 too.
         raise Unavailable("the audit trail is unavailable", reason="audit")
 
     try:

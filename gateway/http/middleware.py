@@ -7,14 +7,13 @@ import random
 import re
 import secrets
 import time
-from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.audit.writer import AuditEvent, clean_text
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.audit.event import AuditEvent, clean_text
+from gateway.errors import GatewayError, PayloadTooLarge, Unavailable
 from gateway.http.exchange import Exchange
 from gateway.http.state import AUDIT, EXCHANGE, METRICS, REQUEST_ID, SETTINGS
 from gateway.tokens.format import token_sha256
@@ -101,6 +100,13 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             headers={"Cache-Control": "no-store"},
         )
         event, reason, code = "internal_error", "internal_error", "internal_error"
+    exchange = request.get(EXCHANGE)
+    if exchange is not None:
+        event, recorded = _audit(request, response.status, exchange, started, event, reason, code)
+        if not recorded:
+            # Fail closed: the answer's audit event could not be journaled, so no token leaves.
+            refusal = Unavailable("the audit trail is unavailable", reason="audit")
+            response, reason = error_response(refusal, request_id), refusal.reason
     headers = response.headers
     headers["X-Request-ID"] = request_id
     headers.update(SECURITY_HEADERS)
@@ -111,9 +117,6 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     elif "origin" not in vary.lower():
         headers["Vary"] = f"{vary}, Origin"
 
-    exchange = request.get(EXCHANGE)
-    if exchange is not None:
-        event = _audit(request, response.status, exchange, started, event, reason, code)
     _log_request(request, response.status, exchange, event, reason, started)
     return response
 
@@ -163,7 +166,7 @@ def _audit(
     event: str | None,
     reason: str | None,
     code: str | None,
-) -> str:
+) -> tuple[str, bool]:
     latency = time.perf_counter() - started
     if event is None:
         event = "token_reused" if exchange.cache_hit else "token_issued"
@@ -172,27 +175,23 @@ def _audit(
     metrics.latency.observe(latency)
     user_agent = request.headers.get("User-Agent")
     detail = None if reason is None else {"reason": reason, "code": code}
-    request.app[AUDIT].emit(
-        AuditEvent(
-            event=event,
-            status=status,
-            request_id=request[REQUEST_ID],
-            subject=clean_text(exchange.subject),
-            tenant_id=exchange.tenant_id,
-            workspace_id=exchange.workspace_id,
-            dashboard_id=exchange.dashboard_id,
-            api_key_id=exchange.api_key_id,
-            expires_at=(
-                None
-                if exchange.expires_at is None
-                else datetime.fromtimestamp(exchange.expires_at, UTC)
-            ),
-            token_sha256=None if exchange.token is None else token_sha256(exchange.token),
-            cache_hit=exchange.cache_hit,
-            client_ip=request.remote,
-            user_agent=None if user_agent is None else clean_text(user_agent[:MAX_USER_AGENT]),
-            latency_ms=round(latency * 1000, 3),
-            detail=detail,
-        )
+    audit_event = AuditEvent(
+        event=event,
+        status=status,
+        request_id=request[REQUEST_ID],
+        subject=clean_text(exchange.subject),
+        tenant_id=exchange.tenant_id,
+        workspace_id=exchange.workspace_id,
+        dashboard_id=exchange.dashboard_id,
+        api_key_id=exchange.api_key_id,
+        expires_at=exchange.expires_at,  # Unix seconds: the audit line formats it
+        token_sha256=None if exchange.token is None else token_sha256(exchange.token),
+        cache_hit=exchange.cache_hit,
+        client_ip=request.remote,
+        user_agent=None if user_agent is None else clean_text(user_agent[:MAX_USER_AGENT]),
+        latency_ms=round(latency * 1000, 3),
+        detail=detail,
     )
-    return event
+    # False only in fail-closed mode: the event (now `unavailable`) could not be journaled.
+    recorded = request.app[AUDIT].emit(audit_event)
+    return audit_event.event, recorded

@@ -69,25 +69,54 @@ class Metrics:
             registry=r,
         )
         self.audit_spooled = Counter(
-            "gateway_audit_events_spooled", "Audit events written to the local spool", registry=r
+            "gateway_audit_events_spooled",
+            "Audit events kept in the journal only (the queue was full), shipped from the file",
+            registry=r,
         )
         self.audit_replayed = Counter(
             "gateway_audit_events_replayed",
-            "Spooled audit events written to PostgreSQL",
+            "Audit events written to PostgreSQL from journal files",
+            registry=r,
+        )
+        self.audit_memory_only = Counter(
+            "gateway_audit_events_memory_only",
+            "Audit events the journal could not take (full disk), held in memory only",
+            registry=r,
+        )
+        self.audit_quarantined = Counter(
+            "gateway_audit_events_quarantined",
+            "Audit rows PostgreSQL refused for their content, set aside in quarantine.copy",
             registry=r,
         )
         self.audit_spool_bytes = Gauge(
-            "gateway_audit_spool_bytes", "Bytes in the spool waiting for replay", registry=r
+            "gateway_audit_spool_bytes",
+            "Bytes in the audit journal (the spool) not yet known to be in PostgreSQL",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.audit_journal_segments = Gauge(
+            "gateway_audit_journal_segments",
+            "Audit journal segment files held by the workers",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.audit_oldest_unshipped = Gauge(
+            "gateway_audit_oldest_unshipped_seconds",
+            "Age of the oldest audit event not yet in PostgreSQL (0 when none waits)",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.audit_degraded = Gauge(
             "gateway_audit_degraded",
-            "1 while audit writes to PostgreSQL fail and events go to the spool",
+            "1 while audit writes to PostgreSQL fail (events wait in the journal and memory)",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.audit_spool_failing = Gauge(
             "gateway_audit_spool_failing",
-            "1 while the audit spool cannot be written",
+            "1 while the audit journal (the spool) cannot be written",
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.audit_write_failures = Counter(
             "gateway_audit_write_failures", "Failed audit batch writes", registry=r
@@ -135,9 +164,19 @@ class Metrics:
         """Report the audit queue depth at scrape time."""
         self.audit_queue.set_function(depth)
 
-    def track_spool(self, pending_bytes: Callable[[], int]) -> None:
-        """Report the spool's backlog at scrape time (every worker's, with --workers N)."""
+    def track_journal(
+        self,
+        *,
+        pending_bytes: Callable[[], int],
+        segments: Callable[[], int],
+        oldest_age: Callable[[], float],
+        failing: Callable[[], bool],
+    ) -> None:
+        """Report the audit journal at scrape time (in every worker, with --workers N too)."""
         self.audit_spool_bytes.set_function(pending_bytes)
+        self.audit_journal_segments.set_function(segments)
+        self.audit_oldest_unshipped.set_function(oldest_age)
+        self.audit_spool_failing.set_function(lambda: 1 if failing() else 0)
 
     def refresh(self) -> None:
         """Several workers: copy this worker's numbers to the shared files (every second)."""

@@ -1,13 +1,17 @@
-"""`gateway audit tail`: recent events as a table, filtered by tenant and event."""
+"""`gateway audit tail` (filters, --follow) and `gateway audit status` (the journal's files)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from gateway.audit.writer import AuditEvent, write_batch
+from gateway.admin.audit import follow, format_table, recent_events
+from gateway.audit.copy import write_batch
+from gateway.audit.event import AuditEvent, copy_line
+from gateway.audit.journal import Journal
 from gateway.cli import main
 
 
@@ -51,3 +55,68 @@ async def test_tail_prints_recent_events_oldest_first_with_filters(
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[-1] for line in lines[1:]] == ["req-1", "req-3", "req-5"]
     assert all("org-1" in line and "token_issued" in line for line in lines[1:])
+
+
+async def test_tail_shows_workspace_and_reason_and_follow_prints_new_rows(
+    db, database_url, capsys
+) -> None:
+    """The table has WORKSPACE and REASON columns; follow prints rows that arrive later, once."""
+    now = datetime.now(UTC)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    conn = await asyncpg.connect(database_url)
+    try:
+        first = AuditEvent(
+            event="auth_failed",
+            status=401,
+            request_id="f-0",
+            occurred_at=now - timedelta(seconds=5),
+            workspace_id="ws-9",
+            detail={"reason": "expired", "code": "unauthenticated"},
+        )
+        await write_batch(pool, [first])
+        rows = await recent_events(conn, tenant=None, event=None, limit=5)
+        table = format_table(rows)
+        assert "WORKSPACE" in table.splitlines()[0]
+        assert "REASON" in table.splitlines()[0]
+        assert "ws-9" in table.splitlines()[1]
+        assert "expired" in table.splitlines()[1]
+        capsys.readouterr()
+
+        async def later() -> None:
+            await asyncio.sleep(0.3)
+            # Arrives after the follow started, stamped a little in the past (a batch's delay).
+            late = AuditEvent(
+                event="token_issued",
+                status=200,
+                request_id="f-1",
+                occurred_at=now - timedelta(seconds=2),
+            )
+            await write_batch(pool, [late])
+
+        await asyncio.gather(later(), follow(conn, rows, tenant=None, event=None, polls=3))
+        printed = capsys.readouterr().out.splitlines()
+        assert [line.split()[-1] for line in printed] == ["f-1"]
+    finally:
+        await conn.close()
+        await pool.close()
+
+
+def test_status_reads_the_journal_files_without_a_service(tmp_path, capsys) -> None:
+    """`gateway audit status --dir` lists a gone process's segment as orphaned, with its lines,
+    and a live journal's segment with its owner's pid, with no gateway or database running."""
+    gone = Journal(tmp_path)
+    for i in range(3):
+        gone.append(copy_line(AuditEvent(event="token_reused", status=200, request_id=f"s{i}")))
+    gone.close()
+    live = Journal(tmp_path)
+    live.append(copy_line(AuditEvent(event="token_reused", status=200, request_id="live")))
+    try:
+        assert main(["audit", "status", "--dir", str(tmp_path)]) == 0
+    finally:
+        live.close()
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("audit-")]
+    assert len(rows) == 2
+    assert {row.split()[1] for row in rows} == {"orphan", str(os.getpid())}
+    assert {row.split()[2] for row in rows} == {"3", "1"}
+    assert "1 orphaned (replayed by the next worker to start)" in out

@@ -13,13 +13,17 @@ import asyncpg
 import orjson
 import pytest
 
-from gateway.audit.spool import Spool
-from gateway.audit.writer import AuditEvent, AuditWriter, uuid7, write_batch
+from gateway.audit.copy import write_batch, write_lines
+from gateway.audit.event import AuditEvent
+from gateway.audit.journal import Journal
+from gateway.audit.writer import AuditWriter
 from gateway.http.state import AUDIT
+from gateway.infra.ids import uuid7
 from gateway.ops.metrics import Metrics
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.format import token_sha256
-from tests.helpers import API_KEY_ID, audit_rows, auth, eventually, make_jwt, spooled_lines
+from tests.audit.journal_files import journal_lines
+from tests.helpers import API_KEY_ID, audit_rows, auth, eventually, make_jwt
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
@@ -116,10 +120,10 @@ async def test_retry_after_commit_never_duplicates(pool, db, tmp_path) -> None:
     """A batch whose COPY committed but whose answer was lost is retried without duplicates."""
     calls = 0
 
-    async def ack_lost_first(p: asyncpg.Pool, batch: list[AuditEvent], *, fresh: bool) -> None:
+    async def ack_lost_first(p: asyncpg.Pool, batch: list[bytes], *, fresh: bool) -> None:
         nonlocal calls
         calls += 1
-        await write_batch(p, batch, fresh=fresh)  # committed for real...
+        await write_lines(p, batch, fresh=fresh)  # committed for real...
         if calls == 1:
             # ...and seen by the database before the writer hears a thing:
             assert await count_rows(db) == len(batch)
@@ -127,7 +131,7 @@ async def test_retry_after_commit_never_duplicates(pool, db, tmp_path) -> None:
 
     writer = AuditWriter(
         pool,
-        spool=Spool(tmp_path / "spool"),
+        journal=Journal(tmp_path / "journal"),
         batch_size=500,
         flush_interval=0.02,
         write=ack_lost_first,
@@ -148,13 +152,13 @@ async def test_batches_flush_by_size_and_by_age(pool, db, tmp_path) -> None:
     """A full batch goes at once; a lone event goes after flush_interval, not before."""
     sizes: list[int] = []
 
-    async def recording(p: asyncpg.Pool, batch: list[AuditEvent], *, fresh: bool) -> None:
+    async def recording(p: asyncpg.Pool, batch: list[bytes], *, fresh: bool) -> None:
         sizes.append(len(batch))
-        await write_batch(p, batch, fresh=fresh)
+        await write_lines(p, batch, fresh=fresh)
 
     writer = AuditWriter(
         pool,
-        spool=Spool(tmp_path / "spool"),
+        journal=Journal(tmp_path / "journal"),
         batch_size=500,
         flush_interval=0.5,
         write=recording,
@@ -173,51 +177,59 @@ async def test_batches_flush_by_size_and_by_age(pool, db, tmp_path) -> None:
     await writer.close()
 
 
-async def test_full_queue_spills_to_spool_and_replays(pool, db, tmp_path) -> None:
-    """Events that find the queue full go to the spool and reach the table exactly once."""
-    spool_dir = tmp_path / "spool"
+async def test_full_queue_keeps_events_in_the_journal_only_and_ships_them(
+    pool, db, tmp_path
+) -> None:
+    """Events that find the queue full stay in the journal only and reach the table exactly once;
+    the journal is empty afterwards."""
+    journal_dir = tmp_path / "journal"
     metrics = Metrics()
     writer = AuditWriter(
-        pool, spool=Spool(spool_dir), queue_size=10, probe_interval=0.1, metrics=metrics
+        pool, journal=Journal(journal_dir), queue_size=10, probe_interval=0.1, metrics=metrics
     )
-    # 10 fit the queue, 10 wait for the spooler; a 21st would exceed both and be dropped.
+    # 10 fit the queue, 10 are journaled only; none is dropped.
     for event in make_events(20):
-        writer.emit(event)
-    assert writer.depth == 20
+        assert writer.emit(event)
+    assert writer.depth == 10
+    assert journal_lines(journal_dir) == 20
     assert writer.dropped == 0
     writer.start()
     await eventually(lambda: _has(db, "", 20))
-    await eventually(lambda: _async(lambda: spooled_lines(spool_dir) == 0))
+    await eventually(lambda: _async(lambda: journal_lines(journal_dir) == 0))
     await writer.close()
     assert await db.fetchval("SELECT count(DISTINCT request_id) FROM audit_events") == 20
     assert await count_rows(db) == 20
     sample = metrics.registry.get_sample_value
     assert sample("gateway_audit_events_spooled_total") == 10
-    assert sample("gateway_audit_events_replayed_total") == 10
+    assert sample("gateway_audit_events_replayed_total") >= 10
+    assert sample("gateway_audit_events_dropped_total") == 0
 
 
 async def _async(fn: Callable[[], bool]) -> bool:
     return fn()
 
 
-async def test_close_spools_what_cannot_be_written_and_next_start_replays(
+async def test_close_leaves_unwritten_events_in_the_journal_and_next_start_replays(
     proxied, db, tmp_path
 ) -> None:
-    """Shutting down with PostgreSQL away spools the queue; the next writer replays it once."""
+    """Shutting down with PostgreSQL away leaves the events in the journal; the next writer
+    (another process, as far as the flock is concerned) replays them exactly once."""
     proxy, dsn = proxied
-    spool_dir = tmp_path / "spool"
+    journal_dir = tmp_path / "journal"
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
-        writer = AuditWriter(pool, spool=Spool(spool_dir), write_timeout=1.0, probe_interval=0.1)
+        writer = AuditWriter(
+            pool, journal=Journal(journal_dir), write_timeout=1.0, probe_interval=0.1
+        )
         writer.start()
         proxy.cut()
         for event in make_events(300):
             writer.emit(event)
         await writer.close(timeout=0.5)
-        assert spooled_lines(spool_dir) >= 300
+        assert journal_lines(journal_dir) == 300
         assert await count_rows(db) == 0
         proxy.restore()
-        again = AuditWriter(pool, spool=Spool(spool_dir), probe_interval=0.1)
+        again = AuditWriter(pool, journal=Journal(journal_dir), probe_interval=0.1)
         again.start()
         await eventually(lambda: _has(db, "", 300))
         await again.close()
@@ -225,7 +237,7 @@ async def test_close_spools_what_cannot_be_written_and_next_start_replays(
         await pool.close()
     assert await count_rows(db) == 300
     assert await db.fetchval("SELECT count(DISTINCT event_id) FROM audit_events") == 300
-    assert spooled_lines(spool_dir) == 0
+    assert journal_lines(journal_dir) == 0
 
 
 async def test_postgres_cut_mid_stream_cache_hits_served_and_every_row_lands_once(
@@ -251,13 +263,13 @@ async def test_postgres_cut_mid_stream_cache_hits_served_and_every_row_lands_onc
     proxy.cut()
     await burst(40)
     await eventually(lambda: _async(lambda: writer.degraded))
-    await burst(40)  # served while the writer spools
-    assert spooled_lines(Path(settings.audit_spool_dir)) > 0
+    await burst(40)  # served while the events wait in the journal
+    assert journal_lines(Path(settings.audit_spool_dir)) >= 80
     proxy.restore()
     await burst(40)
     assert [status for _, status in sent] == [200] * 160
     await eventually(lambda: _has(mapped, prefix, 160), timeout=20)
-    await eventually(lambda: _async(lambda: not writer._spool.has_pending))
+    await eventually(lambda: _async(lambda: journal_lines(Path(settings.audit_spool_dir)) == 0))
     counts = await mapped.fetch(
         "SELECT request_id, count(*) AS n FROM audit_events WHERE request_id LIKE $1"
         " GROUP BY request_id",
@@ -266,65 +278,89 @@ async def test_postgres_cut_mid_stream_cache_hits_served_and_every_row_lands_onc
     assert {r["request_id"]: r["n"] for r in counts} == {rid: 1 for rid, _ in sent}
 
 
-async def test_audit_required_fails_closed_when_nothing_can_record(
-    make_client, settings, mapped, proxied, tmp_path
+async def test_audit_required_fails_closed_when_the_journal_cannot_be_written(
+    make_client, settings, mapped, tmp_path
 ) -> None:
-    """AUDIT_REQUIRED, database down and spool unwritable: 503 unavailable and no token."""
-    proxy, dsn = proxied
+    """AUDIT_REQUIRED and a journal that cannot be written: 503 unavailable and no token, from
+    the very first request; each refusal still has its row (held in memory, then written)."""
     blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the spool directory should be")
+    blocker.write_text("a file where the journal directory should be")
     client = await make_client(
-        settings,
-        database_url=dsn,
-        audit_required=True,
-        audit_spool_dir=str(blocker / "spool"),
-        audit_write_timeout=1.0,
+        settings, audit_required=True, audit_spool_dir=str(blocker / "journal")
     )
     writer = client.server.app[AUDIT]
-    writer._probe_interval = 0.2
-    assert (await client.post(V1, json=BODY, headers=auth())).status == 200
-    proxy.cut()
-    # The request just after the cut is answered (the writer does not know yet); its event
-    # stays in memory, and the failed write and failed spool flip the writer to "cannot record".
-    before = await client.post(V1, json=BODY, headers={**auth(), "X-Request-ID": "req-before"})
-    assert before.status == 200
-    await eventually(lambda: _async(lambda: writer.degraded and writer.spool_failing))
-    refused = await client.post(V1, json=BODY, headers={**auth(), "X-Request-ID": "req-refused"})
-    assert refused.status == 503
-    body = await refused.json()
-    assert body["error"]["code"] == "unavailable"
-    assert "token" not in body
-    assert refused.headers["Retry-After"]
+    for rid in ("req-first", "req-second"):
+        refused = await client.post(V1, json=BODY, headers={**auth(), "X-Request-ID": rid})
+        assert refused.status == 503
+        body = await refused.json()
+        assert body["error"]["code"] == "unavailable"
+        assert "token" not in body
+        assert refused.headers["Retry-After"]
+    assert writer.spool_failing
     metrics = await (await client.get("/metrics")).text()
     assert "gateway_audit_spool_failing 1.0" in metrics
-    assert "gateway_audit_degraded 1.0" in metrics
-    # Back up: the held events are written, and tokens flow again.
-    proxy.restore()
+    assert "gateway_audit_events_memory_only_total 2.0" in metrics
     await eventually(lambda: _has(mapped, "req-", 2), timeout=20)
     rows = await mapped.fetch(
-        "SELECT request_id, event, status FROM audit_events WHERE request_id LIKE 'req-%'"
+        "SELECT request_id, event, status, token_sha256, detail->>'reason' AS reason"
+        " FROM audit_events WHERE request_id LIKE 'req-%'"
     )
-    assert {(r["request_id"], r["event"], r["status"]) for r in rows} == {
-        ("req-before", "token_reused", 200),
-        ("req-refused", "unavailable", 503),
+    assert {tuple(r) for r in rows} == {
+        ("req-first", "unavailable", 503, None, "audit"),
+        ("req-second", "unavailable", 503, None, "audit"),
     }
+
+
+async def test_audit_required_keeps_serving_through_a_postgres_outage(
+    make_client, settings, mapped, proxied
+) -> None:
+    """AUDIT_REQUIRED with PostgreSQL away but the journal writable: tokens flow (each event is
+    journaled first), and every answered request has its row once PostgreSQL is back."""
+    proxy, dsn = proxied
+    client = await make_client(
+        settings, database_url=dsn, audit_required=True, audit_write_timeout=1.0
+    )
+    client.server.app[AUDIT]._probe_interval = 0.2
     assert (await client.post(V1, json=BODY, headers=auth())).status == 200
+    proxy.cut()
+    statuses = [
+        (await client.post(V1, json=BODY, headers={**auth(), "X-Request-ID": f"req-{i}"})).status
+        for i in range(30)
+    ]
+    assert statuses == [200] * 30
+    proxy.restore()
+    await eventually(lambda: _has(mapped, "req-", 30), timeout=20)
+    assert await count_rows(mapped, "req-") == 30
 
 
-async def test_spool_line_round_trips_an_event() -> None:
-    """An event read back from its spool line is the same event, field for field."""
+async def test_copy_line_round_trips_hostile_text_through_postgres(pool, db) -> None:
+    """Tabs, newlines, backslashes, NUL, lone surrogates and non-ASCII survive the text-COPY line:
+    PostgreSQL stores the text (NUL and surrogates escaped as clean_text does)."""
+    expires = datetime.now(UTC) + timedelta(hours=1)
     event = AuditEvent(
         event="token_issued",
         status=200,
         request_id="rt",
-        subject="u",
+        subject="a\tb\\c\nd\re",
+        tenant_id="tën-ant ✓",
+        user_agent="bad\udcff ua\x00",
         client_ip="10.0.0.1",
-        expires_at=datetime.now(UTC) + timedelta(hours=1),
+        expires_at=expires.timestamp(),
         latency_ms=1.5,
-        detail={"reason": "x"},
+        detail={"reason": "x\\y\t"},
         cache_hit=False,
     )
-    assert AuditEvent.from_json(event.to_json()) == event
+    await write_batch(pool, [event], fresh=True)
+    row = await db.fetchrow("SELECT * FROM audit_events WHERE request_id = 'rt'")
+    assert row["subject"] == "a\tb\\c\nd\re"
+    assert row["tenant_id"] == "tën-ant ✓"
+    assert row["user_agent"] == "bad\\udcff ua\\x00"
+    assert str(row["client_ip"]) == "10.0.0.1"
+    assert abs((row["expires_at"] - expires).total_seconds()) < 1e-5
+    assert abs(row["occurred_at"].timestamp() - event.occurred_at) < 1e-5
+    assert str(row["event_id"]) == event.event_id
+    assert orjson.loads(row["detail"]) == {"reason": "x\\y\t"}
+    assert (row["cache_hit"], row["latency_ms"]) == (False, 1.5)
 
 
 async def test_hostile_text_is_stored_escaped_and_never_stops_the_trail(client, mapped) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from gateway.audit.writer import AuditEvent, write_batch
+from gateway.audit.copy import write_batch
+from gateway.audit.event import AuditEvent
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from gateway.audit.copy import write_batch
+from gateway.audit.event import AuditEvent
 from gateway.audit.partitions import ensure_partitions, list_partitions, partition_name, prune
-from gateway.audit.writer import AuditEvent, write_batch
 from gateway.cli import main
 
 

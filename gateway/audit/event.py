@@ -1,0 +1,173 @@
+"""One audit event and its encoding: a line of PostgreSQL's text COPY format.
+
+The line is made once, on the request's path; the same bytes go to the journal on disk and, from
+memory, to `COPY audit_events FROM STDIN`. Building it costs a few microseconds: the id comes from
+uuid-utils (Rust), timestamps are numbers formatted with a per-second cache, and text is escaped
+only when it holds a character that needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import uuid_utils
+
+__all__ = ["COLUMNS", "AuditEvent", "clean_text", "copy_line", "new_event_id"]
+
+COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "event",
+    "status",
+    "request_id",
+    "subject",
+    "tenant_id",
+    "workspace_id",
+    "dashboard_id",
+    "api_key_id",
+    "expires_at",
+    "token_sha256",
+    "cache_hit",
+    "client_ip",
+    "user_agent",
+    "latency_ms",
+    "detail",
+)
+NULL = "\\N"
+# What text COPY reads as a delimiter, a row end or an escape; everything else passes as is.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def new_event_id() -> str:
+    """A time-ordered UUIDv7 as text (uuid-utils: ~0.2 us, against ~2 us for a uuid.UUID)."""
+    return str(uuid_utils.uuid7())
+
+
+def clean_text(value: str | None) -> str | None:
+    """Text PostgreSQL accepts: lone surrogates (undecodable header bytes) escaped, NUL spelled
+    out. A caller controls these strings; one bad byte must not poison a batch."""
+    if value is None or (value.isascii() and "\x00" not in value):
+        return value
+    return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    """One row of audit_events. Times are Unix seconds (a datetime is accepted too)."""
+
+    event: str
+    status: int
+    request_id: str
+    occurred_at: float | datetime = field(default_factory=time.time)
+    event_id: str = field(default_factory=new_event_id)
+    subject: str | None = None
+    tenant_id: str | None = None
+    workspace_id: str | None = None
+    dashboard_id: str | None = None
+    api_key_id: str | None = None
+    expires_at: float | datetime | None = None
+    token_sha256: str | None = None
+    cache_hit: bool | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    latency_ms: float | None = None
+    detail: dict[str, Any] | None = None
+
+    def record(self) -> tuple[Any, ...]:
+        """The row in COLUMNS order as Python values (for a plain INSERT)."""
+        ip = self.client_ip if self.client_ip and _is_ip(self.client_ip) else None
+        return (
+            self.event_id,
+            _as_datetime(self.occurred_at),
+            self.event,
+            self.status,
+            self.request_id,
+            self.subject,
+            self.tenant_id,
+            self.workspace_id,
+            self.dashboard_id,
+            self.api_key_id,
+            None if self.expires_at is None else _as_datetime(self.expires_at),
+            self.token_sha256,
+            self.cache_hit,
+            ip,
+            self.user_agent,
+            self.latency_ms,
+            None if self.detail is None else orjson.dumps(self.detail).decode(),
+        )
+
+
+def copy_line(e: AuditEvent) -> bytes:
+    """The event as one text-COPY row, newline included."""
+    detail = None if e.detail is None else orjson.dumps(e.detail).decode()
+    texts = (
+        e.event,
+        e.request_id,
+        e.subject,
+        e.tenant_id,
+        e.workspace_id,
+        e.dashboard_id,
+        e.api_key_id,
+        e.token_sha256,
+        e.user_agent,
+        detail,
+    )
+    probe = "".join(filter(None, texts))
+    if not probe.isprintable() or "\\" in probe:
+        # Rare (hostile headers, JSON escapes): escape field by field.
+        texts = tuple(None if t is None else _escape(t) for t in texts)
+    event, request_id, subject, tenant, workspace, dashboard, key, sha, agent, detail = texts
+    ip = e.client_ip
+    cache_hit = e.cache_hit
+    return (
+        f"{e.event_id}\t{_timestamp(e.occurred_at)}\t{event}\t{e.status}\t{request_id}"
+        f"\t{NULL if subject is None else subject}\t{NULL if tenant is None else tenant}"
+        f"\t{NULL if workspace is None else workspace}"
+        f"\t{NULL if dashboard is None else dashboard}\t{NULL if key is None else key}"
+        f"\t{NULL if e.expires_at is None else _timestamp(e.expires_at)}"
+        f"\t{NULL if sha is None else sha}"
+        f"\t{NULL if cache_hit is None else ('t' if cache_hit else 'f')}"
+        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
+        f"\t{NULL if e.latency_ms is None else repr(float(e.latency_ms))}"
+        f"\t{NULL if detail is None else detail}\n"
+    ).encode()
+
+
+def _escape(value: str) -> str:
+    cleaned = clean_text(value) or ""
+    return cleaned.translate(_COPY_ESCAPES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _second(second: int) -> str:
+    # Events of one second share their prefix, and expiry times repeat: formatting is cached.
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+
+
+def _timestamp(value: float | datetime) -> str:
+    if type(value) is int:
+        return f"{_second(value)}+00"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    second = int(value)
+    return f"{_second(second)}.{int((value - second) * 1_000_000):06d}+00"
+
+
+def _as_datetime(value: float | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromtimestamp(value, UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ip(value: str) -> bool:
+    # An address PostgreSQL's inet would refuse would poison the row; clients repeat, so cache.
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,259 @@
+"""The audit journal: each worker's write-ahead log of audit events, one text-COPY line an event.
+
+Every event is appended to the worker's active segment (`audit-<uuid7>.copy`) with one write()
+before its response leaves, so a SIGKILL, an OOM kill or a crash of the process loses nothing the
+kernel already holds (GATEWAY_AUDIT_FSYNC adds machine-crash durability). The rows are shipped to
+PostgreSQL from memory; a segment is emptied (active) or deleted (sealed) only once every row in
+it is committed. A process holds an exclusive flock on every segment it owns for as long as it
+lives; a segment whose lock can be taken belongs to a process that is gone and is adopted and
+replayed by whichever worker finds it (exactly once, thanks to the (event_id, occurred_at) key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from gateway.audit.event import new_event_id
+
+log = logging.getLogger(__name__)
+
+SEGMENT_PREFIX = "audit-"
+SEGMENT_SUFFIX = ".copy"
+# A sealed segment is replayed and deleted whole; a bounded size keeps each step bounded too.
+MAX_SEGMENT_BYTES = 16 * 1024 * 1024
+
+
+class Fsync(Enum):
+    """When the journal is fsync'd (GATEWAY_AUDIT_FSYNC)."""
+
+    OFF = "off"  # the kernel's page cache: survives any process death, not a machine crash
+    BATCH = "batch"  # by the writer, every flush interval: loses at most that much on a crash
+    ALWAYS = "always"  # before each response: nothing acknowledged is lost, at a disk flush each
+
+
+@dataclass(slots=True, eq=False)
+class Segment:
+    """One journal file this process holds the lock of, and what its rows are waiting for."""
+
+    path: Path
+    fd: int
+    size: int = 0
+    pending: int = 0  # rows also held in memory, not yet committed
+    spilled: int = 0  # rows only here (the queue was full): replayed from the file
+    first_spill: float = 0.0
+    sealed: bool = False
+    gone: bool = False
+
+
+class Journal:
+    """A directory of segments. Only the event loop's thread appends and accounts."""
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        fsync: Fsync = Fsync.OFF,
+        max_segment_bytes: int = MAX_SEGMENT_BYTES,
+    ) -> None:
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self._max = max_segment_bytes
+        self.active: Segment | None = None
+        self.sealed: list[Segment] = []
+        self.failing = False
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._unsynced: Segment | None = None
+
+    @property
+    def segments(self) -> list[Segment]:
+        """Segments this process holds, oldest first."""
+        return [*self.sealed, *([self.active] if self.active is not None else [])]
+
+    @property
+    def bytes(self) -> int:
+        """Bytes in this process's segments (rows not yet known to be committed)."""
+        return sum(s.size for s in self.segments)
+
+    def append(self, line: bytes) -> Segment | None:
+        """Write one line with one write(); the segment holding it, or None if the disk refused."""
+        seg = self.active
+        try:
+            if seg is None or seg.size >= self._max:
+                seg = self._rotate()
+            written = _write_whole(seg, line)
+            if self.fsync is Fsync.ALWAYS:
+                os.fsync(seg.fd)
+            elif self.fsync is Fsync.BATCH:
+                self._unsynced = seg
+        except OSError as exc:
+            self._fail(exc)
+            return None
+        seg.size += written
+        self.failing = False
+        return seg
+
+    def sync(self) -> None:
+        """fsync what was appended since the last call (Fsync.BATCH; call from a thread)."""
+        seg, self._unsynced = self._unsynced, None
+        if seg is not None and not seg.gone:
+            with contextlib.suppress(OSError):
+                os.fsync(seg.fd)
+
+    def committed(self, seg: Segment) -> None:
+        """Every row of `seg` the process knew of is in PostgreSQL: free its space."""
+        if seg.gone or seg.pending or seg.spilled:
+            return
+        if seg.sealed:
+            self.delete(seg)
+        elif seg.size:
+            try:
+                os.ftruncate(seg.fd, 0)
+            except OSError as exc:
+                self._fail(exc)
+                return
+            seg.size = 0
+        # Space was freed: the next append is worth trying (it says again if it still fails).
+        self.failing = False
+
+    def seal(self, seg: Segment) -> None:
+        """Stop appending to `seg` (to replay its file whole); the next append opens a new one."""
+        if seg is self.active:
+            self.active = None
+            seg.sealed = True
+            self.sealed.append(seg)
+
+    def delete(self, seg: Segment) -> None:
+        """The segment's rows are all committed: remove it and release its lock."""
+        with contextlib.suppress(FileNotFoundError):
+            seg.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(seg.fd)
+        seg.gone = True
+        if seg is self.active:
+            self.active = None
+        self.sealed = [s for s in self.sealed if s is not seg]
+
+    def release(self, seg: Segment) -> None:
+        """Let go of an adopted segment without deleting it (it is replayed later)."""
+        with contextlib.suppress(OSError):
+            os.close(seg.fd)
+        seg.gone = True
+
+    def adopt_orphans(self) -> list[Segment]:
+        """Lock and return the segments of processes that are gone, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        mine = {s.path.name for s in self.segments}
+        paths = sorted(self.directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
+        adopted = [_adopt(path) for path in paths if path.name not in mine]
+        return [seg for seg in adopted if seg is not None]
+
+    def close(self) -> None:
+        """Release every lock; segments still holding rows stay for the next start."""
+        for seg in self.segments:
+            if seg.size == 0 and not seg.gone:
+                self.delete(seg)  # nothing in it: leave no empty file behind
+            else:
+                with contextlib.suppress(OSError):
+                    os.close(seg.fd)
+        self.active, self.sealed = None, []
+
+    def _fail(self, exc: OSError) -> None:
+        if not self.failing:
+            log.error("audit journal in %s cannot be written: %s", self.directory, exc)
+        self.failing = True
+        self.last_error, self.last_error_at = f"{type(exc).__name__}: {exc}", time.time()
+
+    def _rotate(self) -> Segment:
+        old = self.active
+        if old is not None:
+            if self.fsync is not Fsync.OFF:
+                os.fsync(old.fd)
+            if old.size == 0 or not (old.pending or old.spilled):
+                self.delete(old)
+            else:
+                self.seal(old)
+        self.active = _open_segment(self.directory)
+        return self.active
+
+
+def _write_whole(seg: Segment, line: bytes) -> int:
+    written = os.write(seg.fd, line)
+    if written != len(line):
+        # The disk filled mid-line: cut the torn line off so it never glues to the next.
+        os.ftruncate(seg.fd, seg.size)
+        raise OSError(errno.ENOSPC, "short write to the audit journal")
+    return written
+
+
+def _open_segment(directory: Path) -> Segment:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = f"{SEGMENT_PREFIX}{new_event_id().replace('-', '')}{SEGMENT_SUFFIX}"
+    # Locked under a hidden name first, then renamed: no other process can ever see the
+    # segment unlocked and adopt it as an orphan while this one writes to it.
+    tmp = directory / f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path = directory / name
+        tmp.rename(path)
+        fsync_dir(directory)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return Segment(path=path, fd=fd)
+
+
+def _adopt(path: Path) -> Segment | None:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None  # another process replayed it just now
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None  # its owner is alive
+    # The lock is ours, but the previous holder may have deleted the file before we opened it.
+    try:
+        size = os.fstat(fd).st_size
+        if not path.exists():
+            os.close(fd)
+            return None
+    except OSError:
+        os.close(fd)
+        return None
+    log.info("adopting audit journal segment %s (%d bytes) of a gone process", path.name, size)
+    return Segment(path=path, fd=fd, size=size, sealed=True)
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """A segment's complete lines, newline included; a torn last line is skipped."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        log.warning("audit journal %s ends in a partial line; skipped", path.name)
+    return data[:end].splitlines(keepends=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a new or removed name in `directory` durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,99 @@
+"""The journal's files: one line per event, freed once committed, orphans adopted, torn lines."""
+
+from __future__ import annotations
+
+from gateway.audit.event import AuditEvent, copy_line
+from gateway.audit.journal import Fsync, Journal, read_lines
+from tests.audit.journal_files import journal_lines
+
+LINES = [
+    copy_line(AuditEvent(event="token_reused", status=200, request_id=f"r-{n}")) for n in range(10)
+]
+
+
+def line(n: int) -> bytes:
+    return LINES[n]
+
+
+def test_appends_are_read_back_in_order_across_segments(tmp_path) -> None:
+    """Lines come back in the order appended, even across rotated segments."""
+    journal = Journal(tmp_path, max_segment_bytes=400)
+    lines = [line(i) for i in range(10)]
+    for data in lines:
+        seg = journal.append(data)
+        assert seg is not None
+        seg.pending += 1
+    assert len(journal.segments) > 1
+    assert [x for s in journal.segments for x in read_lines(s.path)] == lines
+    journal.close()
+
+
+def test_committed_rows_free_the_journal(tmp_path) -> None:
+    """Once every row of a segment is committed, a sealed one is deleted and the active one
+    emptied: the journal goes back to zero bytes."""
+    journal = Journal(tmp_path, max_segment_bytes=400)
+    held = []
+    for i in range(6):
+        seg = journal.append(line(i))
+        assert seg is not None
+        seg.pending += 1
+        held.append(seg)
+    assert journal.bytes > 0
+    for seg in held:
+        seg.pending -= 1
+    for seg in set(held):
+        journal.committed(seg)
+    assert journal.bytes == 0
+    assert journal_lines(tmp_path) == 0
+    assert len(list(tmp_path.glob("audit-*.copy"))) <= 1  # the active one, empty
+    journal.close()
+    assert list(tmp_path.glob("audit-*.copy")) == []
+
+
+def test_a_live_owners_segment_is_not_adopted_a_dead_ones_is(tmp_path) -> None:
+    """Another live process's segment is left alone; once its owner is gone it is adopted."""
+    owner = Journal(tmp_path)
+    assert owner.append(line(1)) is not None
+    other = Journal(tmp_path)
+    assert other.adopt_orphans() == []
+    owner.close()  # the owner dies: its lock goes with it
+    (adopted,) = other.adopt_orphans()
+    assert read_lines(adopted.path) == [line(1)]
+    other.delete(adopted)
+    assert journal_lines(tmp_path) == 0
+
+
+def test_a_torn_last_line_is_skipped(tmp_path) -> None:
+    """A line cut short (a crash mid-write) is dropped; the lines before it are kept."""
+    journal = Journal(tmp_path)
+    assert journal.append(line(1)) is not None
+    journal.close()
+    (path,) = tmp_path.glob("audit-*.copy")
+    with path.open("ab") as f:
+        f.write(line(2)[:20])
+    assert read_lines(path) == [line(1)]
+
+
+def test_unwritable_directory_fails_and_says_why(tmp_path) -> None:
+    """A journal directory that cannot exist: append returns None and the journal is failing."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    journal = Journal(blocker / "journal")
+    assert journal.append(line(1)) is None
+    assert journal.failing
+    assert journal.last_error is not None
+    assert journal.segments == []
+
+
+def test_fsync_modes_write_the_same_lines(tmp_path) -> None:
+    """batch and always fsync (at the writer's pace, or before each answer) and keep every line."""
+    for mode in (Fsync.BATCH, Fsync.ALWAYS):
+        directory = tmp_path / mode.value
+        journal = Journal(directory, fsync=mode, max_segment_bytes=400)
+        for data in LINES:
+            seg = journal.append(data)
+            assert seg is not None
+            seg.pending += 1  # still to be committed: rotation must keep it
+        journal.sync()
+        assert journal_lines(directory) == len(LINES)
+        journal.close()
