@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -17,9 +18,10 @@ from gateway.audit.partitions import ensure_partitions
 from gateway.dev.embedded import _postgres_bin_dir
 from gateway.dev.server import banner
 from gateway.ops.migrate import migrate
+from gateway.settings import VARIABLES
 from gateway.tokens.directory import add_mapping
 from tests.helpers import auth, make_jwt
-from tests.readme import check, examples
+from tests.readme import README, check, examples
 
 # A hand-made audit trail, relative to now() so the views' windows always see the same rows:
 # two hours of issuance 2-3 hours ago, a week of baseline, a burst in the last half hour, and
@@ -228,3 +230,48 @@ def test_dev_banner() -> None:
     token = make_jwt(secret=b"d" * 48)
     dsn = "postgresql://postgres@127.0.0.1:41537/postgres"
     check("dev-banner", banner("http://127.0.0.1:8080", token, dsn).strip("\n"))
+
+
+_DEFAULT_ROW = re.compile(r"^\| `(GATEWAY_[A-Z0-9_]+)` \| `([^`]*)` \|", re.MULTILINE)
+
+
+def _same(documented: str, default: object) -> bool:
+    if isinstance(default, bool):
+        return documented == str(default).lower()
+    if isinstance(default, int | float):
+        return float(documented) == float(default)
+    return documented == default
+
+
+def test_configuration_tables_match_the_settings_registry() -> None:
+    """Each documented default is the registry's, and every variable is documented."""
+    text = README.read_text()
+    by_name = {var.name: var for var in VARIABLES.values()}
+    rows = _DEFAULT_ROW.findall(text)
+    assert len(rows) > 20
+    for name, documented in rows:
+        assert name in by_name, f"README documents {name}, which nothing reads"
+        assert _same(documented, by_name[name].default), (name, documented)
+    undocumented = [name for name in by_name if f"`{name}`" not in text]
+    assert undocumented == []
+
+
+def test_the_docs_stand_alone() -> None:
+    """The README and docs/CONTRACT.md point at nothing outside the repository, the contract
+    covers token format, API, errors, configuration and tables, and the quick start makes a
+    virtualenv before installing."""
+    contract = README.parent / "docs" / "CONTRACT.md"
+    text = README.read_text()
+    for doc in (text, contract.read_text()):
+        assert "../shared" not in doc
+        assert "shared folder" not in doc
+        for target in re.findall(r"\]\(([^)#]+)", doc):
+            if not target.startswith("http"):
+                base = README.parent if doc is text else contract.parent
+                assert (base / target).exists(), target
+    assert "(docs/CONTRACT.md)" in text
+    for heading in ("## Embed token", "## HTTP API", "## Configuration", "## Tables"):
+        assert heading in contract.read_text()
+    quick = text[text.index("## Quick start") : text.index("gateway dev\n```")]
+    commands = quick[quick.index("```sh") :]
+    assert commands.index("python3 -m venv") < commands.index("pip install")

@@ -301,3 +301,43 @@ def test_debug_start_up_logs_redis_maintenance_notice_once(
     log = (tmp_path / "serve.log").read_text()
     assert log.count("maintenance notifications") <= 1, log
     assert "unreachable" not in log
+
+
+def test_partial_request_headers_are_closed_after_the_keepalive_timeout(
+    tmp_path: Path, database_url: str, redis_server: str
+) -> None:
+    """As the README says: headers still incomplete after GATEWAY_KEEPALIVE_TIMEOUT, even ones
+    trickling in, get the connection closed."""
+    proc, base = _start_serve(
+        {
+            **SERVE_ENV,
+            "GATEWAY_DATABASE_URL": database_url,
+            "GATEWAY_REDIS_URL": redis_server,
+            "GATEWAY_KEEPALIVE_TIMEOUT": "1",
+            "GATEWAY_AUDIT_SPOOL_DIR": str(tmp_path / "spool"),
+        },
+        tmp_path / "serve.log",
+    )
+    try:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            started = time.monotonic()
+            closed = False
+            while time.monotonic() - started < 8:
+                time.sleep(0.3)
+                try:
+                    conn.sendall(b"a")
+                    conn.settimeout(0.01)
+                    closed = conn.recv(1) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                if closed:
+                    break
+            elapsed = time.monotonic() - started
+    finally:
+        _stop(proc)
+    assert closed
+    assert 0.8 < elapsed < 4
