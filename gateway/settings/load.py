@@ -49,7 +49,9 @@ def _missing(env: Mapping[str, str], name: str, also: str = "") -> str:
 def _raw(env: Mapping[str, str], var: Var) -> str | None:
     """The variable's text, or NAME_FILE's contents for a secret; None when unset."""
     direct = env.get(var.name)
-    if not var.keep_empty and direct is not None:
+    if var.secret:
+        direct = direct or None  # a secret is taken byte for byte, spaces included
+    elif not var.keep_empty and direct is not None:
         direct = direct.strip() or None
     if not var.secret:
         return direct

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,7 +54,6 @@ class Var:
     secret: bool = False
     # An empty value is a value (a Redis prefix may be ""), not "unset".
     keep_empty: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def integer(low: int, high: int) -> Parse:
