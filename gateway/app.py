@@ -41,6 +41,7 @@ from gateway.http.state import (
 from gateway.infra.breaker import CircuitBreaker
 from gateway.infra.dependency_errors import CONNECTION_ERRORS
 from gateway.infra.ratelimit import MintLimiter, Rate, RequestLimiter
+from gateway.ops.dependencies import log_unreachable
 from gateway.ops.metrics import Metrics, multiprocess
 from gateway.settings import Settings
 from gateway.tokens.issuer import TokenIssuer
@@ -254,6 +255,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [_verifier, _postgres, _redis, _audit, _partitions, _issuer, _metrics_refresh]
     )
+    app.on_startup.append(lambda _app: log_unreachable(settings))
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)

@@ -196,3 +196,82 @@ def test_bad_ops_values_name_the_variable(name: str, value: str) -> None:
     """A bad value stops start-up with an error naming the variable."""
     with pytest.raises(ConfigError, match=name):
         load_settings(OPS_ENV | {name: value})
+
+
+def test_every_field_is_one_registry_entry() -> None:
+    """Each Settings field names its variable once; secrets also answer to NAME_FILE."""
+    from dataclasses import fields  # noqa: PLC0415
+
+    from gateway.settings import KNOWN_NAMES, VARIABLES, Settings  # noqa: PLC0415
+
+    assert list(VARIABLES) == [f.name for f in fields(Settings)]
+    names = [v.name for v in VARIABLES.values()]
+    assert len(names) == len(set(names))
+    # gateway/dev/environ.py spells a field's variable as GATEWAY_<FIELD>: keep them in step.
+    assert all(var.name == f"GATEWAY_{f.upper()}" for f, var in VARIABLES.items())
+    assert {"GATEWAY_TOKEN_TTL", "GATEWAY_SIGNING_SECRET_FILE", "GATEWAY_JWT_SECRET_FILE"} <= (
+        KNOWN_NAMES
+    )
+    assert "GATEWAY_TOKEN_TTL_FILE" not in KNOWN_NAMES
+
+
+def test_unknown_variable_warns_with_the_nearest_known_name() -> None:
+    """A misspelt variable is reported with a suggestion; an unrelated one without."""
+    from gateway.settings import unknown_variable_warnings  # noqa: PLC0415
+
+    env = {**BASE, "GATEWAY_TOKEN_TTLL": "60", "GATEWAY_FROBNICATE": "1", "OTHER_TTLL": "1"}
+    warnings = unknown_variable_warnings(env)
+    assert warnings == [
+        "GATEWAY_FROBNICATE is not a gateway setting and is ignored",
+        "GATEWAY_TOKEN_TTLL is not a gateway setting and is ignored"
+        " (did you mean GATEWAY_TOKEN_TTL?)",
+    ]
+    assert unknown_variable_warnings(BASE) == []
+
+
+def test_missing_required_variable_names_its_misspelt_twin() -> None:
+    """GATEWAY_DATABASE_URL unset but GATEWAY_DATABSE_URL set: the error says so."""
+    env = {**BASE, "GATEWAY_DATABSE_URL": BASE["GATEWAY_DATABASE_URL"]}
+    del env["GATEWAY_DATABASE_URL"]
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert info.value.problems == (
+        "GATEWAY_DATABASE_URL is required (GATEWAY_DATABSE_URL is set: a misspelling?)",
+    )
+    assert "pw-in-dsn" not in str(info.value)
+
+
+def test_every_invalid_variable_is_reported_at_once() -> None:
+    """Three bad variables, three one-line problems, in one error, no value echoed."""
+    env = {**BASE, "GATEWAY_PORT": "http", "GATEWAY_SIGNING_SECRET": "short-secret"}
+    del env["GATEWAY_API_KEY_ID"]
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    problems = info.value.problems
+    assert len(problems) == 3
+    for name, problem in zip(
+        ("GATEWAY_API_KEY_ID", "GATEWAY_SIGNING_SECRET", "GATEWAY_PORT"), problems, strict=True
+    ):
+        assert problem.startswith(name)
+        assert "\n" not in problem
+    assert "short-secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(("ttl", "buffer"), [("60", "300"), ("300", "300")])
+def test_ttl_not_above_the_refresh_buffer_is_refused(ttl: str, buffer: str) -> None:
+    """A token that is never reusable would be minted on every request: refuse, naming both."""
+    env = {**BASE, "GATEWAY_TOKEN_TTL": ttl, "GATEWAY_REFRESH_BUFFER": buffer}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert "GATEWAY_TOKEN_TTL" in str(info.value)
+    assert "GATEWAY_REFRESH_BUFFER" in str(info.value)
+    assert load_settings({**env, "GATEWAY_TOKEN_TTL": "301"}).token_ttl == 301
+
+
+def test_secret_file_drops_every_trailing_cr_and_lf(tmp_path) -> None:
+    """A file saved with CRLF line ends (or several newlines) gives the bare secret."""
+    path = tmp_path / "secret"
+    path.write_bytes(b"f" * 40 + b"\r\n\r\n")
+    env = {**BASE, "GATEWAY_SIGNING_SECRET_FILE": str(path)}
+    del env["GATEWAY_SIGNING_SECRET"]
+    assert load_settings(env).signing_secret == b"f" * 40

@@ -52,6 +52,31 @@ def _user_args(user: pwd.struct_passwd | None) -> dict[str, object]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
+def remove_stale_postmaster_pid(data_dir: Path) -> bool:
+    """Delete data_dir's postmaster.pid when its owner is gone; True if it was stale.
+
+    A `gateway dev` killed without cleanup leaves the lock behind; once its PID is reused by any
+    other process PostgreSQL refuses to start ("lock file already exists"). A live postmaster of
+    this data dir keeps its lock.
+    """
+    lock = Path(data_dir) / "postmaster.pid"
+    if not Path("/proc/self").is_dir():
+        return False  # without /proc, leave the judgement to PostgreSQL
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        if not lock.exists():
+            return False
+        cmdline = []  # the lock is there, its process is not
+    except (OSError, ValueError):
+        return False
+    if b"-D" in cmdline and str(Path(data_dir).absolute()).encode() in cmdline:
+        return False
+    lock.unlink(missing_ok=True)
+    return True
+
+
 class EmbeddedPostgres(ChildServer):
     """A private PostgreSQL cluster in `data_dir` (trust auth, superuser `postgres`), TCP only.
 
@@ -87,6 +112,7 @@ class EmbeddedPostgres(ChildServer):
             chown_tree(self.data_dir, user)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(user)
+        remove_stale_postmaster_pid(self.data_dir)
         return user
 
     def _argv(self) -> Sequence[str]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import secrets
 import shlex
+import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -20,7 +23,7 @@ from gateway.dev.routes import create_dev_app
 from gateway.ops.logs import configure_logging
 from gateway.ops.migrate import migrate
 from gateway.ops.serve import run_worker
-from gateway.settings import load_settings
+from gateway.settings import load_settings, value_from_env
 from gateway.tokens.directory import add_mapping
 
 DEMO_TENANT = "org-123"
@@ -106,8 +109,53 @@ def banner(url: str, token: str, dsn: str) -> str:
     )
 
 
-def run_dev(*, data_dir: str, host: str, port: int) -> int:
+class PortInUseError(OSError):
+    """The demo's port is taken by another process."""
+
+
+def listen_address(host: str | None, port: int | None) -> tuple[str, int]:
+    """--host/--port when given, else GATEWAY_HOST/GATEWAY_PORT, else 127.0.0.1:8080."""
+    env = dict(os.environ)
+    if host is not None:
+        env["GATEWAY_HOST"] = host
+    if port is not None:
+        env["GATEWAY_PORT"] = str(port)
+    return value_from_env("host", env), value_from_env("port", env)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before starting PostgreSQL and Redis when the port is taken, saying what to do."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise _in_use(host, port) from None
+
+
+def _in_use(host: str, port: int) -> PortInUseError:
+    return PortInUseError(
+        errno.EADDRINUSE,
+        f"port {port} on {host} is already in use; choose another with --port N (or GATEWAY_PORT)",
+    )
+
+
+def _hangup_as_interrupt() -> None:
+    # Closing the terminal sends SIGHUP, whose default ends the process without any cleanup and
+    # orphans PostgreSQL and Redis (they run in sessions of their own): stop as on Ctrl-C.
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: os.kill(os.getpid(), signal.SIGINT))
+
+
+def run_dev(*, data_dir: str, host: str | None = None, port: int | None = None) -> int:
     """Start embedded servers, prepare the demo, print how to call it, serve until Ctrl-C."""
+    host, port = listen_address(host, port)
+    check_port_free(host, port)
+    _hangup_as_interrupt()
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     values = dev_secrets(root)
@@ -137,7 +185,12 @@ def run_dev(*, data_dir: str, host: str, port: int) -> int:
         configure_logging(settings.log_level, settings.log_format)
         token = demo_jwt(values["jwt_secret"], settings.tenant_claim)
         ready = banner(f"http://{host}:{port}", token, dsn)
-        run_worker(settings, create_dev_app, on_listening=lambda: print(ready, flush=True))
+        try:
+            run_worker(settings, create_dev_app, on_listening=lambda: print(ready, flush=True))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _in_use(host, port) from None
+            raise
     finally:
         redis.stop()
         postgres.stop()

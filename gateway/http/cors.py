@@ -8,7 +8,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID"
-EXPOSE_HEADERS = "Retry-After, X-Request-ID"
+# Date: the embed client corrects for the browser's clock with the server's.
+EXPOSE_HEADERS = "Date, Retry-After, X-Request-ID"
 PREFLIGHT_MAX_AGE = "600"
 ALLOWED_ORIGINS = web.AppKey("cors_origins", frozenset)
 

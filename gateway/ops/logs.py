@@ -60,6 +60,29 @@ class TextFormatter(logging.Formatter):
         return f"{line} {' '.join(pairs)}" if pairs else line
 
 
+class OnceFilter(logging.Filter):
+    """Lets the first record containing `needle` through and drops the repeats."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for every repeat of the message."""
+        if self.needle not in record.getMessage():
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+# redis-py asks every new connection to enable maintenance notifications and logs each refusal
+# at debug: one line per pooled connection, the same words each time.
+_REDIS_MAINT = OnceFilter("maintenance notifications")
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Send the gateway's logs to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -72,3 +95,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log costs per request; it stays off unless asked for at debug.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in ("redis.asyncio.connection", "redis.connection"):
+        logger = logging.getLogger(name)
+        if _REDIS_MAINT not in logger.filters:
+            logger.addFilter(_REDIS_MAINT)

@@ -73,3 +73,12 @@ async def test_no_origins_configured_grants_nothing(client) -> None:
         V1, headers={"Origin": APP, "Access-Control-Request-Method": "POST"}
     )
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_date_is_exposed_for_the_clients_clock(cors_client) -> None:
+    """The embed client corrects its clock with the response's Date: it must be exposed."""
+    resp = await cors_client.post(V1, json=BODY, headers={**auth(), "Origin": APP})
+    assert resp.status == 200
+    exposed = {h.strip() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"Date", "Retry-After", "X-Request-ID"} <= exposed
+    assert resp.headers["Date"]
