@@ -86,6 +86,7 @@ class Settings:
     rate_limit_request_burst: int = 40
     rate_limit_fail_closed: bool = False
     cors_origins: tuple[str, ...] = ()
+    jwt_cookie: str | None = None
     body_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     max_header_size: int = 16384
@@ -162,6 +163,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false")
+
+
+# RFC 6265 section 4.1.1: a cookie name is an RFC 7230 token.
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+
+
+def _cookie_name(env: Mapping[str, str]) -> str | None:
+    name = _get(env, "GATEWAY_JWT_COOKIE")
+    if name is not None and not _COOKIE_NAME.match(name):
+        raise ConfigError("GATEWAY_JWT_COOKIE must be a cookie name (an RFC 6265 token, 1-128)")
+    return name
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -340,6 +352,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_request_burst=_int(env, "GATEWAY_RATE_LIMIT_REQUEST_BURST", 40, 1, 10**6),
         rate_limit_fail_closed=_bool(env, "GATEWAY_RATE_LIMIT_FAIL_CLOSED", False),
         cors_origins=_origins(env),
+        jwt_cookie=_cookie_name(env),
         body_timeout=_float(env, "GATEWAY_BODY_TIMEOUT", 10.0, 0.1, 600.0),
         keepalive_timeout=_float(env, "GATEWAY_KEEPALIVE_TIMEOUT", 15.0, 0.0, 3600.0),
         max_header_size=_int(env, "GATEWAY_MAX_HEADER_SIZE", 16384, 1024, 65536),
