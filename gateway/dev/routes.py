@@ -11,22 +11,24 @@ import html
 import time
 from dataclasses import dataclass
 
-import jwt
 import orjson
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.dev.demo import (
+    DEMO_DASHBOARD,
+    DEMO_JWT_LIFETIME,
+    DEMO_SUBJECT,
+    DEMO_TENANT,
+    DEMO_WORKSPACE,
+    demo_jwt,
+)
 from gateway.http.assets import CLIENT_PATH, asset_handler, load_asset
 from gateway.http.middleware import error_body
 from gateway.http.state import CLIENT_INTEGRITY, REQUEST_ID, SETTINGS
 from gateway.settings import Settings
 from gateway.tokens.format import token_sha256, verify_v1
 
-DEMO_SUBJECT = "demo-user"
-DEMO_TENANT = "org-123"
-DEMO_WORKSPACE = "workspace-456"
-DEMO_DASHBOARD = "dashboard-789"
-DEMO_JWT_LIFETIME = 600
 TOKEN_PARAM = "embedded-token"  # noqa: S105 - a query parameter name, not a secret
 MAX_EMBED_TOKEN = 4096
 
@@ -124,25 +126,6 @@ def _rejected(status: int, reason: str) -> VerifiedPage:
         "<p>Ask the gateway for a new token and load this page again.</p></div></main>"
     )
     return VerifiedPage(status, _page("Embed token rejected", body, _VERIFIER_STYLE))
-
-
-def demo_jwt(settings: Settings, now: float) -> str:
-    """A short-lived caller JWT for the demo user of the demo tenant, from the dev JWT secret."""
-    if settings.jwt_secret is None:
-        raise ValueError("the demo needs GATEWAY_JWT_SECRET to sign its caller token")
-    algorithm = next((a for a in settings.jwt_algorithms if a.startswith("HS")), "HS256")
-    issued = int(now)
-    claims: dict[str, object] = {
-        "sub": DEMO_SUBJECT,
-        settings.tenant_claim: DEMO_TENANT,
-        "iat": issued,
-        "exp": issued + DEMO_JWT_LIFETIME,
-    }
-    if settings.jwt_issuer is not None:
-        claims["iss"] = settings.jwt_issuer
-    if settings.jwt_audience is not None:
-        claims["aud"] = settings.jwt_audience
-    return jwt.encode(claims, settings.jwt_secret, algorithm=algorithm)
 
 
 async def embedded_dashboard(request: web.Request) -> web.Response:

@@ -126,6 +126,13 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, headers=NO_STORE)
 
 
+def _check_jwks(app: web.Application, checks: dict[str, str]) -> None:
+    """Add the JWKS check when a JWKS URL is configured: not ready until its keys have loaded."""
+    status = app[VERIFIER].jwks_status()
+    if status is not None:
+        checks["jwks"] = status
+
+
 async def readyz(request: web.Request) -> web.Response:
     """PostgreSQL and Redis both answer; 503 naming whichever does not."""
     app = request.app
@@ -144,6 +151,7 @@ async def readyz(request: web.Request) -> web.Response:
         check("postgresql", app[DB_POOL].fetchval("SELECT 1")),
         check("redis", app[REDIS].ping()),
     )
+    _check_jwks(app, checks)
     ready = all(v == "ok" for v in checks.values())
     failing = [name for name, v in checks.items() if v != "ok"]
     body = {"status": "ready" if ready else "unavailable", "checks": checks}

@@ -11,7 +11,8 @@ import asyncpg
 import jwt
 import pytest
 
-from gateway.dev.routes import DEMO_JWT_LIFETIME, create_dev_app, demo_jwt, verify_page
+from gateway.dev.demo import DEMO_JWT_LIFETIME, demo_jwt
+from gateway.dev.routes import create_dev_app, verify_page
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.format import mint_v1, sign_v1, token_sha256
 from tests.helpers import JWT_SECRET, SIGNING_SECRET
