@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from aiohttp import web
@@ -23,6 +23,7 @@ from gateway.dev.demo import (
     DEMO_WORKSPACE,
     demo_jwt,
 )
+from gateway.dev.react_demo import cookie_name, setup_react_demo
 from gateway.http.assets import CLIENT_PATH, asset_handler, load_asset
 from gateway.http.middleware import error_body
 from gateway.http.state import CLIENT_INTEGRITY, REQUEST_ID, SETTINGS
@@ -201,8 +202,11 @@ async def demo(request: web.Request) -> web.Response:
 
 def create_dev_app(settings: Settings) -> web.Application:
     """The gateway's app with the dev routes added: what `gateway dev` serves."""
-    app = create_app(settings)
+    # The demo signs in by session cookie as the vendor's frontend code expects (GATEWAY_JWT_COOKIE
+    # names another cookie; `gateway serve` reads none unless it is set).
+    app = create_app(replace(settings, jwt_cookie=cookie_name(settings)))
     setup_dev_routes(app)
+    setup_react_demo(app)
     return app
 
 
