@@ -1,5 +1,7 @@
 // Where the browser tests find Chromium (Debian's package, driven by playwright-core).
 import { existsSync } from "node:fs";
+import { copyFile, mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 // Without the background-networking flags Chromium keeps dialling Google on a closed network.
@@ -24,4 +26,14 @@ export function chromiumMissing() {
     throw new Error(`Chromium not found at ${CHROMIUM} and REQUIRE_CHROMIUM=1`);
   }
   return `Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH): browser test skipped`;
+}
+
+/** Screenshot `page` to `path` (named in the test's output), and copy it to `keep` when set. */
+export async function saveScreenshot(t, page, path, keep) {
+  await page.screenshot({ path });
+  t.diagnostic(`screenshot: ${path}`);
+  if (keep) {
+    await mkdir(dirname(keep), { recursive: true });
+    await copyFile(path, keep);
+  }
 }

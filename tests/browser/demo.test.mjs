@@ -2,14 +2,14 @@
 // the embed client, counts down, and swaps in a new token when the short-lived one goes stale.
 // Run with `node --test tests/browser/` after `npm ci --prefix tests/browser`.
 import assert from "node:assert/strict";
-import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { startGateway } from "../js/support.mjs";
-import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing } from "./chromium.mjs";
+import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing, saveScreenshot } from "./chromium.mjs";
 
 const TTL = 10;
 const BUFFER = 5;
@@ -110,13 +110,7 @@ test("the demo mounts a verified dashboard, counts down and refreshes its token"
     assert.ok(counting.countdown <= TTL, `countdown: ${counting.countdown}`);
     assert.deepEqual(problems, []);
 
-    const screenshot = join(workDir, "demo.png");
-    await page.screenshot({ path: screenshot });
-    t.diagnostic(`screenshot: ${screenshot}`);
-    if (process.env.DEMO_SCREENSHOT) {
-      await mkdir(dirname(process.env.DEMO_SCREENSHOT), { recursive: true });
-      await copyFile(screenshot, process.env.DEMO_SCREENSHOT);
-    }
+    await saveScreenshot(t, page, join(workDir, "demo.png"), process.env.DEMO_SCREENSHOT);
   } finally {
     await context.close();
     await gateway.stop();

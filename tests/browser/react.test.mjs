@@ -5,15 +5,15 @@
 // guide's manager (five minutes before expiry) and the gateway agree, and the page's clock is
 // moved with Playwright's clock rather than waited for.
 import assert from "node:assert/strict";
-import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { startGateway } from "../js/support.mjs";
-import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing } from "./chromium.mjs";
+import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing, saveScreenshot } from "./chromium.mjs";
 
 const TTL = 303;
 const BUFFER = 300;
@@ -88,18 +88,29 @@ function managerState() {
   return { calls: Number(panel.dataset.calls), token: panel.dataset.token };
 }
 
-const skip = chromiumMissing();
-// The fingerprint the dev verifier shows: the first 12 hex digits of the token's SHA-256.
-const shaOf = (token) => createHash("sha256").update(token).digest("hex").slice(0, 12);
-
-test("the guide's React code, unchanged, works on the session cookie", { skip, timeout: 120_000 }, async (t) => {
-  const workDir = await mkdtemp(join(tmpdir(), "gateway-react-"));
+/** A dev gateway (TTL, BUFFER) and a Chromium page on it for `run`; both gone afterwards. */
+async function withDemo(prefix, run) {
+  const workDir = await mkdtemp(join(tmpdir(), prefix));
   const gateway = await startGateway({ dev: true, ttl: TTL, buffer: BUFFER });
   const context = await launch(workDir);
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     const problems = problemsOf(page);
     const requests = recordTokenRequests(page);
+    await run({ page, context, gateway, workDir, problems, requests });
+  } finally {
+    await context.close();
+    await gateway.stop();
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+const skip = chromiumMissing();
+// The fingerprint the dev verifier shows: the first 12 hex digits of the token's SHA-256.
+const shaOf = (token) => createHash("sha256").update(token).digest("hex").slice(0, 12);
+
+test("the guide's React code, unchanged, works on the session cookie", { skip, timeout: 120_000 }, async (t) => {
+  await withDemo("gateway-react-", async ({ page, context, gateway, workDir, problems, requests }) => {
     // The page's Date stands still at the start (timers still run): its clock moves only when
     // the test says so, so "within the buffer" and "past it" do not depend on the machine's speed.
     const start = Date.now();
@@ -149,28 +160,12 @@ test("the guide's React code, unchanged, works on the session cookie", { skip, t
     assert.deepEqual(problems, []);
 
     await page.clock.setFixedTime(start);
-    const screenshot = join(workDir, "react-demo.png");
-    await page.screenshot({ path: screenshot });
-    t.diagnostic(`screenshot: ${screenshot}`);
-    if (process.env.REACT_SCREENSHOT) {
-      await mkdir(dirname(process.env.REACT_SCREENSHOT), { recursive: true });
-      await copyFile(screenshot, process.env.REACT_SCREENSHOT);
-    }
-  } finally {
-    await context.close();
-    await gateway.stop();
-    await rm(workDir, { recursive: true, force: true });
-  }
+    await saveScreenshot(t, page, join(workDir, "react-demo.png"), process.env.REACT_SCREENSHOT);
+  });
 });
 
 test("our React binding: shared cache, single flight, per dashboard, refresh, quiet after unmount", { skip, timeout: 120_000 }, async () => {
-  const workDir = await mkdtemp(join(tmpdir(), "gateway-react-ours-"));
-  const gateway = await startGateway({ dev: true, ttl: TTL, buffer: BUFFER });
-  const context = await launch(workDir);
-  try {
-    const page = context.pages()[0] ?? (await context.newPage());
-    const problems = problemsOf(page);
-    const requests = recordTokenRequests(page);
+  await withDemo("gateway-react-ours-", async ({ page, gateway, problems, requests }) => {
     const forDashboard = (id) => requests.filter((r) => r.body.dashboard_id === id);
 
     await page.goto(`${gateway.url}/demo/login?next=/demo/react-ours`);
@@ -210,9 +205,5 @@ test("our React binding: shared cache, single flight, per dashboard, refresh, qu
     await sleep((TTL - BUFFER + 1.5) * 1000);
     assert.equal(requests.length, before, "no request after unmount");
     assert.deepEqual(problems, []);
-  } finally {
-    await context.close();
-    await gateway.stop();
-    await rm(workDir, { recursive: true, force: true });
-  }
+  });
 });
