@@ -8,6 +8,7 @@ so a flood of random `kid`s costs the key server nothing. A failed fetch keeps t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -19,6 +20,8 @@ import aiohttp
 import jwt
 import orjson
 
+from gateway.infra.singleflight import SingleFlight
+
 log = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 512 * 1024
@@ -26,6 +29,7 @@ MAX_KEYS = 100
 # Never retry a failing key server more often than this, even with a zero cooldown.
 MIN_RETRY = 0.5
 
+_FETCH = "jwks"  # the single-flight key: there is one document to fetch
 _CURVE_ALGORITHM = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "Ed25519": "EdDSA"}
 
 
@@ -63,6 +67,12 @@ def _usable(jwk: Any) -> bool:
     return kid is None or (isinstance(kid, str) and 0 < len(kid) <= 256)
 
 
+def _canonical(jwk: dict[str, Any]) -> bytes:
+    """The JWK as sorted JSON, for the fingerprint; any member value, however odd, serialises."""
+    # Not orjson: it refuses integers past 64 bits, which a document handed to load() may hold.
+    return json.dumps(jwk, sort_keys=True, default=repr).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class KeySet:
     """Usable keys by kid and algorithm, and a fingerprint that changes when they do."""
@@ -98,7 +108,7 @@ def keys_from_jwks(document: Any, algorithms: Iterable[str]) -> KeySet:
             if (kid, alg) in seen:
                 # Two keys claiming one kid and alg: trusting either would be a guess.
                 ambiguous.add((kid, alg))
-            seen[kid, alg] = orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS)
+            seen[kid, alg] = _canonical(jwk)
             table.setdefault(kid, {})[alg] = key
     for kid, alg in ambiguous:
         log.warning("JWKS kid %r names two %s keys; neither is used", kid, alg)
@@ -139,7 +149,7 @@ class JwksKeys:
         self._last_attempt = -math.inf
         self._last_success = -math.inf
         self._last_ok = False
-        self._inflight: asyncio.Task[bool] | None = None
+        self._flight: SingleFlight[bool] = SingleFlight()
         self._runner: asyncio.Task[None] | None = None
         self.generation = 0
         self.fetches = 0
@@ -175,18 +185,12 @@ class JwksKeys:
 
     async def refresh(self) -> bool:
         """Fetch now (joining a fetch already under way); True if the keys are fresh."""
-        if self._inflight is None:
-            self._inflight = asyncio.create_task(self._fetch())
-            self._inflight.add_done_callback(self._done)
-        # Shielded: a caller that gives up must not cancel the fetch others are waiting on.
-        return await asyncio.shield(self._inflight)
-
-    def _done(self, _task: asyncio.Task[bool]) -> None:
-        self._inflight = None
+        # One fetch shared by every waiter; one that gives up does not cancel it for the rest.
+        return await self._flight.run(_FETCH, self._fetch)
 
     async def refetch_for_unknown_kid(self) -> bool:
         """Refetch for a kid we lack, unless one ran within the cooldown; True if one ran."""
-        if self._inflight is None and self._clock() - self._last_attempt < self._cooldown:
+        if not self._flight.running(_FETCH) and self._clock() - self._last_attempt < self._cooldown:
             return False
         await self.refresh()
         return True
@@ -242,10 +246,10 @@ class JwksKeys:
 
     async def aclose(self) -> None:
         """Stop the background refresh and any fetch under way."""
-        tasks = [t for t in (self._runner, self._inflight) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        await self._flight.cancel_all()
         self._runner = None
 
     async def run(self) -> None:

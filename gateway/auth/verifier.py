@@ -7,7 +7,7 @@ so junk tokens never cost a key lookup, let alone a JWKS fetch.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,14 @@ class JwtVerifier:
     `generation` changes whenever the key set does, so a cache of verified tokens can flush.
     """
 
-    def __init__(self, settings: Settings, keys: JwksKeys | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: JwksKeys | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
         self._secret = settings.jwt_secret
         self._keys = keys
         self._allowed = frozenset(settings.jwt_algorithms)
@@ -82,6 +89,13 @@ class JwtVerifier:
         """Changes whenever the keys that can verify a token change."""
         return 0 if self._keys is None else self._keys.generation
 
+    def jwks_status(self) -> str | None:
+        """For /readyz: None without a JWKS URL, "ok" once keys have loaded, else why not."""
+        if self._keys is None:
+            return None
+        # Until the first fetch succeeds every JWKS-signed token is 503: not ready to serve.
+        return "ok" if self._keys.loaded else "no keys loaded yet"
+
     async def verify(self, token: str) -> Caller:
         """Check encoding, header, claims and signature; Unauthenticated with a reason if any fail.
 
@@ -89,7 +103,7 @@ class JwtVerifier:
         """
         jws = parse_compact(token)
         alg, kid = self._check_header(jws.header)
-        check_claims(jws.claims, self._rules, time.time())
+        check_claims(jws.claims, self._rules, self._clock())
         if alg in self._hs:
             assert self._secret is not None  # only set with a secret
             claims = self._decode(token, self._secret, alg)

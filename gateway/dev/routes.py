@@ -9,24 +9,27 @@ from __future__ import annotations
 import hashlib
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import jwt
 import orjson
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.dev.demo import (
+    DEMO_DASHBOARD,
+    DEMO_JWT_LIFETIME,
+    DEMO_SUBJECT,
+    DEMO_TENANT,
+    DEMO_WORKSPACE,
+    demo_jwt,
+)
+from gateway.dev.react_demo import cookie_name, setup_react_demo
 from gateway.http.assets import CLIENT_PATH, asset_handler, load_asset
 from gateway.http.middleware import error_body
 from gateway.http.state import CLIENT_INTEGRITY, REQUEST_ID, SETTINGS
 from gateway.settings import Settings
 from gateway.tokens.format import token_sha256, verify_v1
 
-DEMO_SUBJECT = "demo-user"
-DEMO_TENANT = "org-123"
-DEMO_WORKSPACE = "workspace-456"
-DEMO_DASHBOARD = "dashboard-789"
-DEMO_JWT_LIFETIME = 600
 TOKEN_PARAM = "embedded-token"  # noqa: S105 - a query parameter name, not a secret
 MAX_EMBED_TOKEN = 4096
 
@@ -126,25 +129,6 @@ def _rejected(status: int, reason: str) -> VerifiedPage:
     return VerifiedPage(status, _page("Embed token rejected", body, _VERIFIER_STYLE))
 
 
-def demo_jwt(settings: Settings, now: float) -> str:
-    """A short-lived caller JWT for the demo user of the demo tenant, from the dev JWT secret."""
-    if settings.jwt_secret is None:
-        raise ValueError("the demo needs GATEWAY_JWT_SECRET to sign its caller token")
-    algorithm = next((a for a in settings.jwt_algorithms if a.startswith("HS")), "HS256")
-    issued = int(now)
-    claims: dict[str, object] = {
-        "sub": DEMO_SUBJECT,
-        settings.tenant_claim: DEMO_TENANT,
-        "iat": issued,
-        "exp": issued + DEMO_JWT_LIFETIME,
-    }
-    if settings.jwt_issuer is not None:
-        claims["iss"] = settings.jwt_issuer
-    if settings.jwt_audience is not None:
-        claims["aud"] = settings.jwt_audience
-    return jwt.encode(claims, settings.jwt_secret, algorithm=algorithm)
-
-
 async def embedded_dashboard(request: web.Request) -> web.Response:
     """GET /embedded/dashboard?embedded-token=…: the dev stand-in for the vendor's embed page."""
     page = verify_page(
@@ -218,8 +202,11 @@ async def demo(request: web.Request) -> web.Response:
 
 def create_dev_app(settings: Settings) -> web.Application:
     """The gateway's app with the dev routes added: what `gateway dev` serves."""
-    app = create_app(settings)
+    # The demo signs in by session cookie as the vendor's frontend code expects (GATEWAY_JWT_COOKIE
+    # names another cookie; `gateway serve` reads none unless it is set).
+    app = create_app(replace(settings, jwt_cookie=cookie_name(settings)))
     setup_dev_routes(app)
+    setup_react_demo(app)
     return app
 
 

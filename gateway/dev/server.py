@@ -15,8 +15,15 @@ import time
 from pathlib import Path
 
 import asyncpg
-import jwt
 
+from gateway.dev.demo import (
+    BANNER_JWT_LIFETIME,
+    DEMO_DASHBOARD,
+    DEMO_SUBJECT,
+    DEMO_TENANT,
+    DEMO_WORKSPACE,
+    demo_jwt,
+)
 from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
 from gateway.dev.environ import gateway_environ
 from gateway.dev.routes import create_dev_app
@@ -26,11 +33,6 @@ from gateway.ops.serve import run_worker
 from gateway.settings import load_settings, value_from_env
 from gateway.tokens.directory import add_mapping
 
-DEMO_TENANT = "org-123"
-DEMO_WORKSPACE = "workspace-456"
-DEMO_DASHBOARD = "dashboard-789"
-DEMO_SUBJECT = "demo-user"
-DEMO_JWT_LIFETIME = 24 * 3600
 # Settings from the shell that the demo's own caller JWT would not satisfy; the demo unsets them.
 UNSATISFIABLE_BY_DEMO_JWT = (
     "signing_secret_file",
@@ -66,18 +68,6 @@ async def prepare_database(dsn: str) -> None:
         await add_mapping(conn, DEMO_TENANT, DEMO_WORKSPACE, DEMO_DASHBOARD, is_default=True)
     finally:
         await conn.close()
-
-
-def demo_jwt(secret: str, tenant_claim: str, now: float | None = None) -> str:
-    """A caller JWT for the demo tenant, valid for a day."""
-    issued = int(time.time() if now is None else now)
-    claims = {
-        "sub": DEMO_SUBJECT,
-        tenant_claim: DEMO_TENANT,
-        "iat": issued,
-        "exp": issued + DEMO_JWT_LIFETIME,
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def banner(url: str, token: str, dsn: str) -> str:
@@ -183,7 +173,7 @@ def run_dev(*, data_dir: str, host: str | None = None, port: int | None = None) 
         )
         settings = load_settings(env)
         configure_logging(settings.log_level, settings.log_format)
-        token = demo_jwt(values["jwt_secret"], settings.tenant_claim)
+        token = demo_jwt(settings, time.time(), BANNER_JWT_LIFETIME)
         ready = banner(f"http://{host}:{port}", token, dsn)
         try:
             run_worker(settings, create_dev_app, on_listening=lambda: print(ready, flush=True))

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 CLIENT_PATH = "/static/embed-client.js"
+REACT_PATH = "/static/embed-react.js"
 # The file at a path never changes within a release; a new release is fetched with `?v=<version>`.
 LONG_CACHE = "public, max-age=31536000, immutable"
 
@@ -58,6 +59,9 @@ def asset_handler(asset: Asset, cache_control: str = LONG_CACHE) -> Handler:
 
 
 def setup_assets(app: web.Application) -> None:
-    """Serve the embed client at /static/embed-client.js (in every mode: it is the product's)."""
+    """Serve the embed client and its React binding under /static/ (in every mode)."""
     client = load_asset("embed-client.js", "text/javascript")
     app.router.add_get(CLIENT_PATH, asset_handler(client))
+    # The React binding imports "./embed-client.js": it lives beside it.
+    react = load_asset("embed-react.js", "text/javascript")
+    app.router.add_get(REACT_PATH, asset_handler(react))

@@ -9,7 +9,8 @@ from collections.abc import Awaitable
 import orjson
 from aiohttp import web
 
-from gateway.auth.verifier import bearer_token, check_tenant
+from gateway.auth.credentials import check_same_site, read_credential
+from gateway.auth.verifier import check_tenant
 from gateway.errors import InvalidRequest, PayloadTooLarge, Unauthenticated, Unavailable
 from gateway.http.exchange import Exchange
 from gateway.http.state import (
@@ -47,13 +48,32 @@ async def _read_body(request: web.Request) -> bytes:
         raise InvalidRequest("request body not received in time", reason="body_timeout") from None
 
 
+def _check_cookie_request(request: web.Request) -> None:
+    """A cookie-borne JWT: a JSON body (which a cross-site form cannot send), from our origin."""
+    # Before any token work: a text/plain or form POST is how a cross-site page rides a cookie.
+    check_media_type(request.headers.get("Content-Type", ""))
+    check_same_site(
+        origin=request.headers.get("Origin"),
+        referer=request.headers.get("Referer"),
+        sec_fetch_site=request.headers.get("Sec-Fetch-Site"),
+        host=request.host,
+        scheme=request.scheme,
+        allowed_origins=request.app[SETTINGS].cors_origins,
+    )
+
+
 async def issue_token(request: web.Request) -> web.Response:
     """POST /api/v1/dashboards/iframe-token (and the vendor's path)."""
     app = request.app
     exchange = Exchange(api_key_id=app[ISSUER].api_key_id)
     request[EXCHANGE] = exchange
     try:
-        token = bearer_token(request.headers.getall("Authorization", []))
+        credential = read_credential(
+            request.headers.getall("Authorization", []), request.cookies, app[SETTINGS].jwt_cookie
+        )
+        if credential.from_cookie:
+            _check_cookie_request(request)
+        token = credential.token
         verifier, jwt_cache = app[VERIFIER], app[JWT_CACHE]
         # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
         generation = verifier.generation
@@ -107,6 +127,13 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"}, headers=NO_STORE)
 
 
+def _check_jwks(app: web.Application, checks: dict[str, str]) -> None:
+    """Add the JWKS check when a JWKS URL is configured: not ready until its keys have loaded."""
+    status = app[VERIFIER].jwks_status()
+    if status is not None:
+        checks["jwks"] = status
+
+
 async def readyz(request: web.Request) -> web.Response:
     """PostgreSQL and Redis both answer; 503 naming whichever does not."""
     app = request.app
@@ -125,6 +152,7 @@ async def readyz(request: web.Request) -> web.Response:
         check("postgresql", app[DB_POOL].fetchval("SELECT 1")),
         check("redis", app[REDIS].ping()),
     )
+    _check_jwks(app, checks)
     ready = all(v == "ok" for v in checks.values())
     failing = [name for name, v in checks.items() if v != "ok"]
     body = {"status": "ready" if ready else "unavailable", "checks": checks}

@@ -129,6 +129,20 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/static/embed-react.js": {
+            "get": {
+                "operationId": "embedReact",
+                "summary": "The React binding of the embed client (ES module importing react)",
+                "responses": {
+                    "200": {
+                        "description": "The module; it imports ./embed-client.js beside it",
+                        "content": {"text/javascript": {"schema": {"type": "string"}}},
+                    },
+                    "304": {"description": "Not modified (If-None-Match matched the ETag)"},
+                    "500": _INTERNAL,
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

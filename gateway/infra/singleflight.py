@@ -34,3 +34,10 @@ class SingleFlight(Generic[T]):
             self._running[key] = task
         # shield: one caller hanging up must not cancel the work the others wait for.
         return await asyncio.shield(task)
+
+    async def cancel_all(self) -> None:
+        """Cancel every computation under way and wait for them to end (at shutdown)."""
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

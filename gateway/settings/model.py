@@ -131,6 +131,14 @@ class Settings:
     )
     rate_limit_fail_closed: bool = setting("GATEWAY_RATE_LIMIT_FAIL_CLOSED", False, boolean)
     cors_origins: tuple[str, ...] = setting("GATEWAY_CORS_ORIGINS", (), origins)
+    # RFC 6265 section 4.1.1: a cookie name is an RFC 7230 token.
+    jwt_cookie: str | None = setting(
+        "GATEWAY_JWT_COOKIE",
+        None,
+        pattern(
+            r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}", "must be a cookie name (an RFC 6265 token, 1-128)"
+        ),
+    )
     body_timeout: float = setting("GATEWAY_BODY_TIMEOUT", 10.0, number(0.1, 600.0))
     keepalive_timeout: float = setting("GATEWAY_KEEPALIVE_TIMEOUT", 15.0, number(0.0, 3600.0))
     max_header_size: int = setting("GATEWAY_MAX_HEADER_SIZE", 16384, integer(1024, 65536))

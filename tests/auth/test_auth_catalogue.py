@@ -108,11 +108,17 @@ def case(case_id: str, build: Build, status: int, reason: str) -> Any:
     return pytest.param(build, status, reason, id=case_id)
 
 
+def _now() -> int:
+    return int(time.time())
+
+
 FULLWIDTH_ORG_123 = "\uff4f\uff52\uff47-\uff11\uff12\uff13"
 
 
 def _cases() -> list[Any]:
     k = test_keys()
+    # Cases near the leeway read the clock when they run (inside their lambda), not here at
+    # collection: a slow suite would otherwise age them past the leeway before they run.
     now = int(time.time())
     deep = '{"exp":%d,"a":%s%s}' % (now + 600, "[" * 3000, "]" * 3000)  # noqa: UP031
     rsa_pem = k.rsa.public_pem()
@@ -223,10 +229,10 @@ def _cases() -> list[Any]:
         case("exp-list", ok(lambda: signed(exp=[now + 600])), 401, "invalid_exp"),
         case("exp-true", ok(lambda: signed(exp=True)), 401, "invalid_exp"),
         case("exp-huge", ok(lambda: signed(exp=10**20)), 401, "invalid_exp"),
-        case("exp-in-the-past", ok(lambda: signed(exp=now - 120)), 401, "expired"),
-        case("nbf-in-the-future", ok(lambda: signed(nbf=now + 120)), 401, "not_yet_valid"),
+        case("exp-in-the-past", ok(lambda: signed(exp=_now() - 120)), 401, "expired"),
+        case("nbf-in-the-future", ok(lambda: signed(nbf=_now() + 120)), 401, "not_yet_valid"),
         case("nbf-string", ok(lambda: signed(nbf=str(now))), 401, "invalid_nbf"),
-        case("iat-in-the-future", ok(lambda: signed(iat=now + 120)), 401, "not_yet_valid"),
+        case("iat-in-the-future", ok(lambda: signed(iat=_now() + 120)), 401, "not_yet_valid"),
         case("lifetime-over-max-age", ok(lambda: signed(exp=now + 7200)), 401, "lifetime"),
         case("iss-wrong", ok(lambda: signed(iss="https://evil.example.test/")), 401, "issuer"),
         case("iss-prefix-of-ours", ok(lambda: signed(iss=ISSUER[:-1])), 401, "issuer"),

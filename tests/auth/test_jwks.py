@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import hypothesis
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import strategies as st
@@ -129,27 +130,91 @@ _JSON = st.recursive(
 _JWK_MEMBERS = st.sampled_from(["kty", "alg", "crv", "kid", "use", "key_ops", "n", "e", "x", "y"])
 
 
+_KEYS = (test_keys().rsa, test_keys().ec, test_keys().ed)
+# Members a JWK may carry that change nothing about the key (RFC 7517 section 4 allows extras).
+_HARMLESS = st.dictionaries(
+    st.sampled_from(["x5t", "ext", "note", "iat", "x-custom"]), _JSON, max_size=3
+)
+# One change that makes a key unusable, and why.
+_BREAKAGES = st.sampled_from(
+    [
+        {"kty": "oct"},
+        {"kty": None},
+        {"use": "enc"},
+        {"key_ops": ["encrypt"]},
+        {"key_ops": "verify"},
+        {"kid": ""},
+        {"kid": 7},
+        {"kid": "k" * 257},
+        {"alg": "HS256"},
+        {"alg": "none"},
+    ]
+)
+
+
+def _verifies(keys: Any, key: TestKey) -> bool:
+    """The loaded key for `key`'s kid and alg checks a signature made with its private key."""
+    slot = keys.table[key.kid]
+    token = key.sign({"sub": "s", "exp": int(time.time()) + 60})
+    return jwt.decode(token, slot[key.alg], algorithms=[key.alg])["sub"] == "s"
+
+
+@hypothesis.settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@hypothesis.given(
+    st.lists(st.sampled_from(range(len(_KEYS))), min_size=1, max_size=3, unique=True),
+    st.lists(_HARMLESS, min_size=3, max_size=3),
+)
+def test_valid_jwks_documents_load_and_verify(picks: list[int], extras: list[Any]) -> None:
+    """Real keys with harmless extra members: every one loads and verifies its own signatures."""
+    chosen = [_KEYS[i] for i in picks]
+    keys = keys_from_jwks(
+        {"keys": [k.jwk(**extra) for k, extra in zip(chosen, extras, strict=False)]}, ASYMMETRIC
+    )
+    assert set(keys.table) == {k.kid for k in chosen}
+    for key in chosen:
+        assert set(keys.table[key.kid]) == {key.alg}
+        assert _verifies(keys, key)
+
+
+@hypothesis.settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@hypothesis.given(
+    st.lists(st.tuples(st.sampled_from(range(len(_KEYS))), _BREAKAGES), min_size=1, max_size=3)
+)
+def test_invalid_jwks_documents_raise_jwks_error(broken: list[tuple[int, Any]]) -> None:
+    """Documents whose every key is broken (wrong type, use, ops, kid or alg) raise JwksError."""
+    document = {"keys": [_KEYS[i].jwk(**change) for i, change in broken]}
+    with pytest.raises(JwksError, match="no usable key"):
+        keys_from_jwks(document, ASYMMETRIC)
+
+
 @hypothesis.settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @hypothesis.given(
     st.lists(
         st.builds(
             lambda base, extra: {**base, **extra},
-            st.sampled_from(
-                [test_keys().rsa.jwk(), test_keys().ec.jwk(), test_keys().ed.jwk(), {}]
-            ),
+            st.sampled_from([k.jwk() for k in _KEYS] + [{}]),
             st.dictionaries(_JWK_MEMBERS, _JSON, max_size=3),
         ),
         max_size=4,
-    )
+    ),
+    st.sampled_from(range(len(_KEYS))),
 )
-def test_any_jwks_document_loads_or_raises_jwks_error(jwk_list: list[Any]) -> None:
-    """Real keys with random members changed: usable keys load, the rest never crash."""
+def test_any_jwks_document_keeps_its_intact_keys(jwk_list: list[Any], intact: int) -> None:
+    """Random members changed on real keys, beside one intact key: never a crash, and the intact
+    key always loads and verifies unless a changed copy claims its kid and alg (ambiguous)."""
+    key = _KEYS[intact]
+    document = {"keys": [*jwk_list, key.jwk()]}
     try:
-        keys = keys_from_jwks({"keys": jwk_list}, ASYMMETRIC)
+        keys = keys_from_jwks(document, ASYMMETRIC)
     except JwksError:
-        return
-    for slot in keys.table.values():
-        assert set(slot) <= set(ASYMMETRIC)
+        keys = None
+    others = [j for j in jwk_list if isinstance(j, dict) and j.get("kid") == key.kid]
+    if not others:
+        assert keys is not None, "an intact key beside junk must still load"
+        assert _verifies(keys, key)
+    if keys is not None:
+        for slot in keys.table.values():
+            assert set(slot) <= set(ASYMMETRIC)
 
 
 # Fetching.
@@ -348,3 +413,31 @@ async def test_slow_jwks_does_not_hold_start_up(make_client, jwks_settings, jwks
     assert time.monotonic() - started < 3.0
     resp = await client.post(V1, json=BODY, headers=auth(test_keys().rsa.sign(claims())))
     assert resp.status == 503
+
+
+async def test_readyz_is_503_naming_jwks_until_keys_load(make_client, jwks_settings, jwks, db):
+    """A configured JWKS that never answered: /readyz 503 with `jwks` failing; ready once loaded."""
+    jwks.status = 503
+    client = await make_client(jwks_settings, jwt_jwks_cooldown=0.0, jwt_jwks_lifespan=1.0)
+    down = await client.get("/readyz")
+    assert down.status == 503
+    body = await down.json()
+    assert body["failing"] == ["jwks"]
+    assert body["checks"]["postgresql"] == body["checks"]["redis"] == "ok"
+    jwks.status = 200
+
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    deadline = time.monotonic() + 10
+    while not await ready():
+        assert time.monotonic() < deadline, "readyz never became ready after the JWKS answered"
+        await asyncio.sleep(0.1)
+    assert (await (await client.get("/readyz")).json())["checks"]["jwks"] == "ok"
+
+
+async def test_readyz_has_no_jwks_check_without_a_jwks_url(client) -> None:
+    """Only an HS secret: /readyz is ready and lists no jwks check."""
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert "jwks" not in (await resp.json())["checks"]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiohttp import web
 
+from gateway.app import create_app
 from gateway.auth.jwt_cache import JwtCache
-from gateway.auth.verifier import Caller
-from gateway.http.state import JWT_CACHE
+from gateway.auth.verifier import Caller, JwtVerifier
+from gateway.http.state import JWT_CACHE, VERIFIER
+from gateway.settings import Settings
 from gateway.tokens.directory import add_mapping
 from tests.helpers import auth, make_jwt
 
@@ -104,17 +107,34 @@ async def test_a_cached_caller_is_still_held_to_the_tenant_rule(client, mapped) 
 async def test_an_expired_token_is_refused_even_after_a_cached_success(
     make_client, settings, mapped
 ) -> None:
-    """A JWT accepted (and cached) while valid gets 401 once its exp has passed."""
-    client = await make_client(settings, jwt_leeway=0)
-    token = make_jwt("org-123", lifetime=1)
+    """A JWT accepted (and cached) while valid gets 401 once its exp has passed.
+
+    The cache and the claims check share a clock the test moves, so no sleep and no race with a
+    slow machine; the cache's own bound is an hour, so only the token's exp can end the entry."""
+    clock = Clock(time.time())
+
+    def clocked_app(app_settings: Settings) -> web.Application:
+        app = create_app(app_settings)
+        app[JWT_CACHE] = JwtCache(max_size=10, max_ttl=3600, clock=clock)
+
+        async def verifier(app: web.Application) -> AsyncIterator[None]:
+            # Runs after create_app's own verifier context, so this one is what requests use.
+            app[VERIFIER] = JwtVerifier(app_settings, clock=clock)
+            yield
+
+        app.cleanup_ctx.append(verifier)
+        return app
+
+    client = await make_client(settings, factory=clocked_app, jwt_leeway=0)
+    token = make_jwt("org-123", lifetime=600)
     body = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
-    exp = int(time.time()) + 1
     first = await client.post(V1, json=body, headers=auth(token))
-    if time.time() >= exp:
-        pytest.skip("the machine was too slow to use the token before it expired")
     assert first.status == 200
     assert len(client.app[JWT_CACHE]) == 1
-    await asyncio.sleep(max(0.0, exp - time.time()) + 0.05)
+    clock.now += 599
+    assert (await client.post(V1, json=body, headers=auth(token))).status == 200
+    clock.now += 1.5  # past exp on the shared clock
     second = await client.post(V1, json=body, headers=auth(token))
     assert second.status == 401
     assert (await second.json())["error"]["code"] == "unauthenticated"
+    assert len(client.app[JWT_CACHE]) == 0

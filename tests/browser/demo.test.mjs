@@ -2,33 +2,19 @@
 // the embed client, counts down, and swaps in a new token when the short-lived one goes stale.
 // Run with `node --test tests/browser/` after `npm ci --prefix tests/browser`.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { startGateway } from "../js/support.mjs";
+import { CHROMIUM, CHROMIUM_FLAGS, chromiumMissing, saveScreenshot } from "./chromium.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-// Without the background-networking flags Chromium keeps dialling Google on a closed network.
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const TTL = 10;
 const BUFFER = 5;
 
-const skip = existsSync(CHROMIUM)
-  ? false
-  : `Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH): browser test skipped`;
+const skip = chromiumMissing();
 
 // What the iframe shows, read from the demo page (same origin, so the frame's DOM is readable).
 function frameState() {
@@ -124,13 +110,7 @@ test("the demo mounts a verified dashboard, counts down and refreshes its token"
     assert.ok(counting.countdown <= TTL, `countdown: ${counting.countdown}`);
     assert.deepEqual(problems, []);
 
-    const screenshot = join(workDir, "demo.png");
-    await page.screenshot({ path: screenshot });
-    t.diagnostic(`screenshot: ${screenshot}`);
-    if (process.env.DEMO_SCREENSHOT) {
-      await mkdir(dirname(process.env.DEMO_SCREENSHOT), { recursive: true });
-      await copyFile(screenshot, process.env.DEMO_SCREENSHOT);
-    }
+    await saveScreenshot(t, page, join(workDir, "demo.png"), process.env.DEMO_SCREENSHOT);
   } finally {
     await context.close();
     await gateway.stop();

@@ -168,8 +168,10 @@ function keyOf({ tenantId, workspaceId, dashboardId }) {
  * Gets and caches embed tokens from the gateway.
  *
  * Options: `endpoint` (URL of the token endpoint, default DEFAULT_ENDPOINT), `getAuthHeader`
- * (required; returns, or resolves to, the caller's `Authorization` value, e.g. "Bearer <jwt>";
- * called for every request so it can hand out a fresh JWT), `refreshBuffer` (seconds, default
+ * (returns, or resolves to, the caller's `Authorization` value, e.g. "Bearer <jwt>"; called for
+ * every request so it can hand out a fresh JWT; omit it when the gateway reads the caller's JWT
+ * from the session cookie, GATEWAY_JWT_COOKIE), `credentials` (fetch's, default "same-origin";
+ * "include" sends the cookie to a gateway on another origin), `refreshBuffer` (seconds, default
  * 300: keep it equal to the gateway's GATEWAY_REFRESH_BUFFER), `embedBase` (default
  * DEFAULT_EMBED_BASE), `maxAttempts` (default 5), `retryBaseDelay` / `maxRetryDelay` (seconds,
  * default 0.5 / 30: the backoff and the cap on any wait, Retry-After included),
@@ -178,7 +180,8 @@ function keyOf({ tenantId, workspaceId, dashboardId }) {
 export class EmbedTokenClient {
   constructor({
     endpoint = DEFAULT_ENDPOINT,
-    getAuthHeader,
+    getAuthHeader = null,
+    credentials = "same-origin",
     refreshBuffer = 300,
     embedBase = DEFAULT_EMBED_BASE,
     maxAttempts = 5,
@@ -188,8 +191,8 @@ export class EmbedTokenClient {
     fetch: fetchImpl = globalThis.fetch?.bind(globalThis),
     now = Date.now,
   } = {}) {
-    if (typeof getAuthHeader !== "function") {
-      throw new TypeError("EmbedTokenClient needs getAuthHeader: () => 'Bearer <jwt>'");
+    if (getAuthHeader !== null && typeof getAuthHeader !== "function") {
+      throw new TypeError("getAuthHeader must be a function: () => 'Bearer <jwt>' (or omitted)");
     }
     if (typeof fetchImpl !== "function") throw new TypeError("no fetch available; pass one in");
     if (!(refreshBuffer >= 0)) throw new RangeError("refreshBuffer must be >= 0 seconds");
@@ -198,6 +201,7 @@ export class EmbedTokenClient {
     this.embedBase = embedBase;
     this.refreshBuffer = refreshBuffer;
     this._getAuthHeader = getAuthHeader;
+    this._credentials = credentials;
     this._fetch = fetchImpl;
     this._now = now;
     this._maxAttempts = maxAttempts;
@@ -315,7 +319,10 @@ export class EmbedTokenClient {
   }
 
   async _send({ tenantId, workspaceId, dashboardId }) {
-    const authorization = await this._getAuthHeader();
+    const headers = { "Content-Type": "application/json" };
+    // Without getAuthHeader the browser's cookie carries the caller (GATEWAY_JWT_COOKIE).
+    const authorization = this._getAuthHeader ? await this._getAuthHeader() : null;
+    if (authorization) headers.Authorization = authorization;
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new Error(`no answer in ${this._timeoutMs / SECOND} s`)),
@@ -326,9 +333,9 @@ export class EmbedTokenClient {
     try {
       return await this._fetch(this.endpoint, {
         method: "POST",
-        headers: { Authorization: authorization, "Content-Type": "application/json" },
+        headers,
         body: JSON.stringify(payload),
-        credentials: "same-origin",
+        credentials: this._credentials,
         cache: "no-store",
         signal: controller.signal,
       });
