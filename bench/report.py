@@ -91,6 +91,13 @@ def detail_table(scenarios: list[Scenario], floor: Scenario) -> list[str]:
     return rows
 
 
+def workers_scaling(by: dict[str, Scenario]) -> tuple[float, float] | None:
+    """2 gateway workers' req/s over one's, and the 2-process floor's over the floor's."""
+    if not all(n in by and by[n].runs for n in ("floor", "floor2", "hit", "workers2")):
+        return None
+    return by["workers2"].ratio("rps", by["hit"]), by["floor2"].ratio("rps", by["floor"])
+
+
 def targets_table(by: dict[str, Scenario]) -> list[str]:
     """Issue 15's table: each path's req/s, CPU/request and p99 as multiples of the floor."""
     floor = by["floor"]
@@ -102,9 +109,10 @@ def targets_table(by: dict[str, Scenario]) -> list[str]:
                 f"| {label} | {_fmt(s.ratio('rps', floor))} | {_fmt(s.ratio('cpu_us', floor))} |"
                 f" {_fmt(s.ratio('p99_ms', floor))} |"
             )
-    if all(n in by and by[n].runs for n in ("hit", "workers2", "floor2")):
+    scaling = workers_scaling(by)
+    if scaling is not None:
         w2, f2 = by["workers2"], by["floor2"]
-        own, floors = w2.ratio("rps", by["hit"]), f2.ratio("rps", floor)
+        own, floors = scaling
         rows.append(
             f"| 2 workers, hit (x 2-process floor) | {_fmt(own / floors)} x the floor's scaling"
             f" ({own:.2f} vs {floors:.2f}); {_fmt(w2.ratio('rps', f2))} x its req/s |"
@@ -127,9 +135,9 @@ def target_checks(by: dict[str, Scenario]) -> list[str]:
             f"- {'met' if ok else 'MISSED'}: {PATH_LABELS[name]} {ATTR_LABELS[attr]}"
             f" {sign} {limit:g} x floor: {_fmt(value)}"
         )
-    if all(n in by and by[n].runs for n in ("hit", "workers2", "floor2")):
-        own = by["workers2"].ratio("rps", by["hit"])
-        floors = by["floor2"].ratio("rps", floor)
+    scaling = workers_scaling(by)
+    if scaling is not None:
+        own, floors = scaling
         value = own / floors
         ok = value >= WORKERS_SCALING_TARGET
         lines.append(
