@@ -198,7 +198,10 @@ def _breakdown(path: str, scenarios: list[Scenario], floor: Scenario) -> str:
         f" floor's {f_cpu:.0f}; the switches one at a time save {saved:.0f} in all"
     )
     if saved < 0 or saved > over:
-        return line + ": more than the path's own cost varies between runs, so no split is read."
+        return line + (
+            ": the run-to-run variation is larger than what the switches save, so no split is"
+            " read from this run (more --component-rounds, or a quieter machine)."
+        )
     return line + (
         f", leaving {over - saved:.0f} us for what no switch covers (aiohttp's request handling"
         " beyond the floor, the middleware, the handler, body parsing, the caches)."
