@@ -9,6 +9,7 @@ gateway/http/state.py. To add a switch, add one `Switch` to SWITCHES.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -53,9 +54,10 @@ class NullAuditWriter:
         self._real = real
         self.dropped = 0
 
-    def emit(self, _event: object) -> None:
-        """Drop the event."""
+    def emit(self, _event: object) -> bool:
+        """Drop the event; True: the answer may go out (the writer's emit says so, fail-closed)."""
         self.dropped += 1
+        return True
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -88,6 +90,48 @@ def _audit_off(app: web.Application) -> None:
     app.cleanup_ctx.append(_null_audit)
 
 
+class NoJournalWrites:
+    """The writer's journal with its writes skipped: `append` hands back one in-memory segment.
+
+    Only for the hot path's cost: a writer whose queue fills would ship from a file not written.
+    """
+
+    def __init__(self, real: Any) -> None:
+        from gateway.audit.journal import Segment  # noqa: PLC0415 - builds with a journal only
+
+        self._real = real
+        self._seg = Segment(path=real.directory / "bench-no-journal", fd=-1)
+
+    def append(self, _line: bytes) -> Any:
+        """Pretend the line was written."""
+        return self._seg
+
+    def committed(self, seg: Any) -> None:
+        """Nothing to free for the pretend segment."""
+        if seg is not self._seg:
+            self._real.committed(seg)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def _no_journal(app: web.Application) -> AsyncIterator[None]:
+    writer = app[AUDIT]
+    if not hasattr(writer, "_journal"):
+        raise RuntimeError("bench: the audit writer has no _journal; update bench/apps.py")
+    # The writer keeps its journal privately; bench code may reach in, the gateway never does.
+    writer._journal = NoJournalWrites(writer._journal)
+    yield
+
+
+def _journal_off(app: web.Application) -> None:
+    app.cleanup_ctx.append(_no_journal)
+
+
+def _has_journal() -> bool:
+    return importlib.util.find_spec("gateway.audit.journal") is not None
+
+
 @dataclass(frozen=True)
 class Switch:
     """A component that can be switched off; `apply` is None while the build has no such part."""
@@ -105,12 +149,14 @@ SWITCHES = {
             "the audit writer: queueing, COPY encoding and writing (the event is still built)",
             _audit_off,
         ),
-        Switch("metrics", "prometheus-client counters and histograms, per request", _metrics_off),
+        Switch("metrics", "the metrics object: every count and observation per request", _metrics_off),
         Switch("limiter", "the per-worker request limiter (its token buckets)", _limiter_off),
         Switch(
             "journal",
-            "the audit journal's write (placeholder: the journal is not in this build yet)",
-            None,
+            "the audit journal's write per event (the event is still encoded and queued)"
+            if _has_journal()
+            else "the audit journal's write (placeholder: the journal is not in this build yet)",
+            _journal_off if _has_journal() else None,
         ),
     )
 }

@@ -43,10 +43,27 @@ async def test_no_switch_is_the_gateway_as_served(make_client, settings, db) -> 
     assert 'gateway_requests_total{event="token_issued",route="token",status="200"} 1.0' in scrape
 
 
-def test_unknown_and_placeholder_switches_are_refused() -> None:
-    """A switch the build cannot apply stops the server instead of measuring nothing."""
+def test_unknown_switches_are_refused() -> None:
+    """A switch the build does not know stops the server instead of measuring nothing."""
     with pytest.raises(SystemExit, match="unknown"):
         apps.factory(("no-such-part",))
+
+
+@pytest.mark.skipif(apps.SWITCHES["journal"].apply is not None, reason="this build has a journal")
+def test_journal_switch_is_a_placeholder_without_a_journal() -> None:
+    """Before the audit journal exists, asking to switch it off is refused, not faked."""
     with pytest.raises(SystemExit, match="nothing to switch off"):
         apps.factory(("journal",))
     assert "journal" not in apps.available()
+
+
+@pytest.mark.skipif(apps.SWITCHES["journal"].apply is None, reason="no audit journal in this build")
+async def test_journal_off_still_writes_the_row(make_client, settings, db, tmp_path) -> None:
+    """Journal off: the row still reaches PostgreSQL, and no journal segment holds it."""
+    client, resp = await _issue(make_client, settings, db, ("journal",))
+    rows = await audit_rows(db, resp.headers["X-Request-ID"])
+    assert [r["event"] for r in rows] == ["token_issued"]
+    journal = client.server.app[AUDIT]._journal
+    assert isinstance(journal, apps.NoJournalWrites)
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert resp.headers["X-Request-ID"].encode() not in written
