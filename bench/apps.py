@@ -149,7 +149,9 @@ SWITCHES = {
             "the audit writer: queueing, COPY encoding and writing (the event is still built)",
             _audit_off,
         ),
-        Switch("metrics", "the metrics object: every count and observation per request", _metrics_off),
+        Switch(
+            "metrics", "the metrics object: every count and observation per request", _metrics_off
+        ),
         Switch("limiter", "the per-worker request limiter (its token buckets)", _limiter_off),
         Switch(
             "journal",
