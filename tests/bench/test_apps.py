@@ -49,15 +49,6 @@ def test_unknown_switches_are_refused() -> None:
         apps.factory(("no-such-part",))
 
 
-@pytest.mark.skipif(apps.SWITCHES["journal"].apply is not None, reason="this build has a journal")
-def test_journal_switch_is_a_placeholder_without_a_journal() -> None:
-    """Before the audit journal exists, asking to switch it off is refused, not faked."""
-    with pytest.raises(SystemExit, match="nothing to switch off"):
-        apps.factory(("journal",))
-    assert "journal" not in apps.available()
-
-
-@pytest.mark.skipif(apps.SWITCHES["journal"].apply is None, reason="no audit journal in this build")
 async def test_journal_off_still_writes_the_row(make_client, settings, db, tmp_path) -> None:
     """Journal off: the row still reaches PostgreSQL, and no journal segment holds it."""
     client, resp = await _issue(make_client, settings, db, ("journal",))
