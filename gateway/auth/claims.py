@@ -1,8 +1,9 @@
 """The registered claims of a caller JWT, checked strictly and cheaply, before any key is fetched.
 
-PyJWT checks them again after the signature; this pass is stricter (it refuses `"exp": "123"`,
-`true` and dates past year 9999, which PyJWT coerces) and runs first, so a token that could
-never pass costs no key lookup, let alone a JWKS fetch.
+This is the only claims check (the signature is verified on the same parse, see verifier.py); it
+is stricter than PyJWT's (it refuses `"exp": "123"`, `true` and dates past year 9999, which PyJWT
+coerces) and runs first, so a token that could never pass costs no key lookup, let alone a JWKS
+fetch.
 """
 
 from __future__ import annotations
@@ -86,3 +87,6 @@ def _check_names(claims: dict[str, Any], rules: ClaimRules) -> None:
             raise Unauthenticated("token audience is not accepted", reason="audience")
     if "sub" in claims and not isinstance(claims["sub"], str):
         raise Unauthenticated("token sub must be a string", reason="invalid_sub")
+    # RFC 7519 4.1.7 (and PyJWT, which once checked these claims a second time).
+    if "jti" in claims and not isinstance(claims["jti"], str):
+        raise Unauthenticated("token is invalid: jti must be a string", reason="invalid")

@@ -1,8 +1,8 @@
 """Strict reading of a compact JWS before any key is touched: size, segments, base64url, JSON.
 
-PyJWT stays the signature engine; this module refuses what PyJWT would tolerate: padding,
-duplicate member names (PyJWT keeps the last one), JSON that is not an object, non-standard
-numbers, deep nesting and lone surrogates.
+The verifier checks the signature over exactly what this parse read (PyJWT's algorithms for public
+keys); this module refuses what PyJWT would tolerate: padding, duplicate member names (PyJWT keeps
+the last one), JSON that is not an object, non-standard numbers, deep nesting and lone surrogates.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 
 @dataclass(frozen=True, slots=True)
 class CompactJws:
-    """A token's header and claims, read but not yet verified."""
+    """A token's header and claims, read but not yet verified, and what its signature covers."""
 
     header: dict[str, Any]
     claims: dict[str, Any]
+    signing_input: bytes = b""
+    signature: bytes = b""
 
 
 class _DuplicateMember(ValueError):
@@ -96,7 +98,9 @@ def parse_compact(token: str) -> CompactJws:
     if not header_b64 or not payload_b64:
         raise _malformed("token header and payload must not be empty")
     # The signature segment may be empty in shape (alg "none" tokens); the alg check refuses them.
-    b64url_segment(signature_b64, "signature")
+    signature = b64url_segment(signature_b64, "signature")
     header = json_object(b64url_segment(header_b64, "header"), "header")
     claims = json_object(b64url_segment(payload_b64, "payload"), "payload")
-    return CompactJws(header=header, claims=claims)
+    # The segments are checked to be base64url above, so ASCII is exact.
+    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+    return CompactJws(header, claims, signing_input, signature)
