@@ -91,6 +91,12 @@ class Settings:
     keepalive_timeout: float = 15.0
     max_header_size: int = 16384
     access_log_sample: float = 0.0
+    # Deploying at scale (README): Redis topology, PgBouncer, a read replica for the directory.
+    redis_mode: str = "standalone"
+    redis_sentinel_master: str | None = None
+    db_statement_cache_size: int = 256
+    database_read_url: str | None = field(default=None, repr=False)
+    database_read_lag: float = 10.0
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -206,6 +212,51 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
     )
 
 
+REDIS_MODES = ("standalone", "cluster", "sentinel")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where Redis is and how to reach it: the one input of `infra.redis_client`."""
+
+    url: str = field(repr=False)
+    prefix: str
+    mode: str = "standalone"
+    sentinel_master: str | None = None
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    value = _get(env, "GATEWAY_REDIS_URL")
+    # Cluster seeds and sentinels may be given as a bare "host:port,host:port" list.
+    if value is not None and "://" not in value:
+        return "redis://" + value
+    return _url(env, "GATEWAY_REDIS_URL", ("redis", "rediss", "unix"))
+
+
+def redis_target_from_env(env: Mapping[str, str] | None = None) -> RedisTarget | None:
+    """GATEWAY_REDIS_URL/_PREFIX/_MODE/_SENTINEL_MASTER for every command; None without a URL."""
+    env = os.environ if env is None else env
+    if _get(env, "GATEWAY_REDIS_URL") is None:
+        return None
+    prefix = env.get("GATEWAY_REDIS_PREFIX", "gw:")
+    if not _PREFIX.match(prefix):
+        raise ConfigError("GATEWAY_REDIS_PREFIX may only hold [A-Za-z0-9_.:-], at most 64")
+    mode = _choice(env, "GATEWAY_REDIS_MODE", "standalone", REDIS_MODES)
+    master = _get(env, "GATEWAY_REDIS_SENTINEL_MASTER")
+    if mode == "sentinel" and master is None:
+        raise ConfigError(
+            "GATEWAY_REDIS_SENTINEL_MASTER is required with GATEWAY_REDIS_MODE=sentinel"
+        )
+    return RedisTarget(_redis_url(env), prefix, mode, master)
+
+
+def statement_cache_size_from_env(env: Mapping[str, str] | None = None) -> int:
+    """GATEWAY_DB_STATEMENT_CACHE_SIZE: asyncpg's prepared statements; 0 behind PgBouncer."""
+    return _int(
+        os.environ if env is None else env, "GATEWAY_DB_STATEMENT_CACHE_SIZE", 256, 0, 100_000
+    )
+
+
 def redis_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """(GATEWAY_REDIS_URL, GATEWAY_REDIS_PREFIX) for admin commands; None when no URL is set."""
     env = os.environ if env is None else env
@@ -257,7 +308,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from the environment, raising ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
     database_url = database_url_from_env(env)
-    redis_url = _url(env, "GATEWAY_REDIS_URL", ("redis", "rediss", "unix"))
+    redis_url = _redis_url(env)
+    redis = redis_target_from_env(env)
+    read_url = _get(env, "GATEWAY_DATABASE_READ_URL")
+    if read_url is not None:
+        read_url = _url(env, "GATEWAY_DATABASE_READ_URL", ("postgresql", "postgres"))
     api_key_id = _require(env, "GATEWAY_API_KEY_ID")
 
     signing_secret = _secret(env, "GATEWAY_SIGNING_SECRET")
@@ -346,4 +401,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keepalive_timeout=_float(env, "GATEWAY_KEEPALIVE_TIMEOUT", 15.0, 0.0, 3600.0),
         max_header_size=_int(env, "GATEWAY_MAX_HEADER_SIZE", 16384, 1024, 65536),
         access_log_sample=_float(env, "GATEWAY_ACCESS_LOG_SAMPLE", 0.0, 0.0, 1.0),
+        redis_mode="standalone" if redis is None else redis.mode,
+        redis_sentinel_master=None if redis is None else redis.sentinel_master,
+        db_statement_cache_size=statement_cache_size_from_env(env),
+        database_read_url=read_url,
+        database_read_lag=_float(env, "GATEWAY_DATABASE_READ_LAG", 10.0, 0.0, 3600.0),
     )
