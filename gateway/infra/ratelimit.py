@@ -110,12 +110,16 @@ class MintLimiter:
         Unavailable when configured to fail closed.
         """
         # The subject's budget first: a caller over its own budget must not spend the tenant's.
+        spent: list[bool] = []
         if self._per_subject is not None and subject is not None:
-            await self._spend(self._subject_key(subject), self._per_subject)
+            spent.append(await self._spend(self._subject_key(subject), self._per_subject))
         if self._per_tenant is not None:
-            await self._spend(self._tenant_key(tenant_id), self._per_tenant)
+            spent.append(await self._spend(self._tenant_key(tenant_id), self._per_tenant))
+        if spent:  # one decision per mint, however many budgets it took
+            self._on_decision("mint", "allowed" if all(spent) else "failed_open")
 
-    async def _spend(self, key: str, rate: Rate) -> None:
+    async def _spend(self, key: str, rate: Rate) -> bool:
+        """True when spent, False when Redis could not answer and the limit fails open."""
         try:
             wait_ms = await self._breaker.call(
                 lambda: self._script(keys=[key], args=[rate.interval_ms, rate.period_ms]),
@@ -129,8 +133,7 @@ class MintLimiter:
                 raise Unavailable(
                     "the rate limiter is unavailable", retry_after=1, reason="rate_limiter"
                 ) from None
-            self._on_decision("mint", "failed_open")
-            return
+            return False
         if int(wait_ms) > 0:
             self._on_decision("mint", "limited")
             raise RateLimited(
@@ -138,7 +141,7 @@ class MintLimiter:
                 retry_after=math.ceil(int(wait_ms) / 1000),
                 reason="mint_limit",
             )
-        self._on_decision("mint", "allowed")
+        return True
 
 
 class RequestLimiter:
