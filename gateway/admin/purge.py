@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from gateway.admin.connect import connect_redis
 from gateway.audit.admin import operator_event, record_event
+from gateway.infra.dependency_errors import REDIS_ERRORS
 from gateway.infra.redis_client import AnyRedis
-from gateway.settings import redis_target_from_env
+from gateway.settings import RedisTarget, redis_target_from_env
 from gateway.tokens.keys import KeyLayout
-from gateway.tokens.revocation import mark_changed
 
 # How long after a mapping change the service reads the directory from the primary, not the
 # replica (GATEWAY_DATABASE_READ_LAG; set it for the CLI as for the service).
 DEFAULT_READ_LAG = 10.0
+# A Sentinel failover takes seconds; a revocation keeps trying through it for this long.
+FAILOVER_PATIENCE = 30.0
 
-Revoke = Callable[[AnyRedis, KeyLayout], Awaitable[int]]
+# (client, layout, replicas that must acknowledge) -> the new generation.
+Work = Callable[[AnyRedis, KeyLayout, int], Awaitable[int]]
 
 
 def read_lag() -> float:
@@ -30,13 +35,8 @@ def read_lag() -> float:
         return DEFAULT_READ_LAG
 
 
-async def with_redis(
-    tenant_id: str, revoke: Revoke | None, *, mark: bool = True
-) -> tuple[int | None, bool]:
-    """Run `revoke` (a generation bump) and mark the tenant changed; (generation, redis set).
-
-    Without GATEWAY_REDIS_URL nothing runs and a note says cached tokens stay in use.
-    """
+def redis_or_note() -> RedisTarget | None:
+    """The CLI's Redis, or None with a note that cached tokens stay in use."""
     target = redis_target_from_env()
     if target is None:
         print(
@@ -44,16 +44,32 @@ async def with_redis(
             " they stay in use until they expire",
             file=sys.stderr,
         )
-        return None, False
+    return target
+
+
+async def run_revocation(target: RedisTarget, work: Work) -> int:
+    """Run `work` until it is durable: in sentinel mode a replica must acknowledge it.
+
+    A revocation written to a primary that a failover is demoting would be lost when it
+    resyncs; so it is repeated on the new primary (a generation only has to move).
+    """
+    replicas = 1 if target.mode == "sentinel" else 0
+    deadline = time.monotonic() + FAILOVER_PATIENCE
     layout = KeyLayout(target.prefix)
-    client = connect_redis(target)
-    try:
-        generation = None if revoke is None else await revoke(client, layout)
-        if mark:
-            await mark_changed(client, layout, tenant_id, lag=read_lag())
-    finally:
-        await client.aclose()
-    return generation, True
+    while True:
+        client = connect_redis(target)
+        try:
+            return await work(client, layout, replicas)
+        except REDIS_ERRORS as exc:
+            if replicas == 0 or time.monotonic() > deadline:
+                raise
+            print(
+                f"note: {type(exc).__name__}: {exc}; a failover may be under way, trying again",
+                file=sys.stderr,
+            )
+        finally:
+            await client.aclose()
+        await asyncio.sleep(0.5)
 
 
 async def record_mapping_change(

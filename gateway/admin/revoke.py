@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from gateway.admin.connect import connect_database, connect_redis, describe
+from gateway.admin.purge import run_revocation
 from gateway.audit.admin import operator_event, record_event
 from gateway.settings import ConfigError, redis_target_from_env
 from gateway.tokens.keys import KeyLayout
@@ -16,16 +17,23 @@ async def run(args: argparse.Namespace) -> int:
     target = redis_target_from_env()
     if target is None:
         raise ConfigError("GATEWAY_REDIS_URL is required to revoke cached tokens")
-    layout = KeyLayout(target.prefix)
     client = connect_redis(target)
     try:
-        in_use = await prefix_in_use(client, layout)
-        if args.dashboard is None:
-            generation = await revoke_tenant(client, layout, args.tenant)
-        else:
-            generation = await revoke_dashboard(client, layout, args.tenant, args.dashboard)
+        in_use = await prefix_in_use(client, KeyLayout(target.prefix))
     finally:
         await client.aclose()
+    if args.dashboard is None:
+        generation = await run_revocation(
+            target,
+            lambda c, layout, replicas: revoke_tenant(c, layout, args.tenant, replicas=replicas),
+        )
+    else:
+        generation = await run_revocation(
+            target,
+            lambda c, layout, replicas: revoke_dashboard(
+                c, layout, args.tenant, args.dashboard, replicas=replicas
+            ),
+        )
     what = args.tenant if args.dashboard is None else f"{args.tenant} / {args.dashboard}"
     print(f"revoked every cached token of {what} (generation {generation}) on {describe(target)}")
     if not in_use:

@@ -8,7 +8,7 @@ import sys
 import asyncpg
 
 from gateway.admin.connect import connect_database
-from gateway.admin.purge import record_mapping_change, with_redis
+from gateway.admin.purge import read_lag, record_mapping_change, redis_or_note, run_revocation
 from gateway.infra.dependency_errors import REDIS_ERRORS
 from gateway.tokens.directory import (
     add_mapping,
@@ -16,7 +16,7 @@ from gateway.tokens.directory import (
     list_mappings,
     remove_mapping,
 )
-from gateway.tokens.revocation import revoke_dashboard, revoke_default_alias
+from gateway.tokens.revocation import mark_changed, revoke_dashboard, revoke_default_alias
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -75,14 +75,24 @@ async def _add(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
             "revoked": "default_alias" if stale else None,
         },
     )
-    _, reached = await with_redis(
-        tenant,
-        (lambda c, layout: revoke_default_alias(c, layout, tenant, workspace)) if stale else None,
-    )
-    if stale and reached:
-        print(f"revoked cached default-dashboard tokens of {tenant} / {workspace}")
-    elif not stale:
+    if not stale:
         print("no cached token needed revoking: the default dashboard is unchanged")
+    target = redis_or_note()
+    if target is None:
+        return 0
+    if stale:
+        await run_revocation(
+            target,
+            lambda c, layout, replicas: revoke_default_alias(
+                c, layout, tenant, workspace, lag=read_lag(), replicas=replicas
+            ),
+        )
+        print(f"revoked cached default-dashboard tokens of {tenant} / {workspace}")
+    else:
+        # Nothing to revoke, but a read replica may lag: the service reads the primary a while.
+        await run_revocation(
+            target, lambda c, layout, _r: mark_changed(c, layout, tenant, lag=read_lag())
+        )
     return 0
 
 
@@ -95,9 +105,14 @@ async def _remove(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
     await record_mapping_change(
         conn, tenant, workspace, dashboard, detail={"action": "remove", "revoked": "dashboard"}
     )
-    _, reached = await with_redis(
-        tenant, lambda c, layout: revoke_dashboard(c, layout, tenant, dashboard)
+    target = redis_or_note()
+    if target is None:
+        return 0
+    await run_revocation(
+        target,
+        lambda c, layout, replicas: revoke_dashboard(
+            c, layout, tenant, dashboard, lag=read_lag(), replicas=replicas
+        ),
     )
-    if reached:
-        print(f"revoked cached tokens of {tenant} / {dashboard}")
+    print(f"revoked cached tokens of {tenant} / {dashboard}")
     return 0

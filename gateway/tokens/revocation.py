@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from gateway.tokens.keys import TENANT_FIELD, KeyLayout, alias_field, dashboard_field
 
@@ -20,19 +21,47 @@ return gen
 """
 
 
+class NotReplicated(RedisError):
+    """A generation was incremented on a primary no replica acknowledged: a failover may be
+    under way, and a demoted primary's writes are lost when it resyncs. Try again."""
+
+
 async def _bump(
-    client: Redis | RedisCluster, layout: KeyLayout, tenant_id: str, field: str, lag: float
+    client: Redis | RedisCluster,
+    layout: KeyLayout,
+    tenant_id: str,
+    field: str,
+    lag: float,
+    replicas: int,
 ) -> int:
-    script = client.register_script(REVOKE_SCRIPT)
     keys = [layout.generations(tenant_id), layout.changed(tenant_id)]
-    return int(await script(keys=keys, args=[field, max(0, round(lag * 1000))]))
+    args = [field, max(0, round(lag * 1000))]
+    if replicas <= 0:
+        return int(await client.eval(REVOKE_SCRIPT, 2, *keys, *args))
+    # WAIT counts the replicas that have this connection's writes, so both go down one
+    # connection: a pipeline.
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.eval(REVOKE_SCRIPT, 2, *keys, *args)
+        pipe.execute_command("WAIT", replicas, 2000)
+        generation, acked = await pipe.execute()
+    if int(acked) < replicas:
+        raise NotReplicated(f"generation {generation} reached {acked} of {replicas} replica(s)")
+    return int(generation)
 
 
 async def revoke_tenant(
-    client: Redis | RedisCluster, layout: KeyLayout, tenant_id: str, *, lag: float = 0.0
+    client: Redis | RedisCluster,
+    layout: KeyLayout,
+    tenant_id: str,
+    *,
+    lag: float = 0.0,
+    replicas: int = 0,
 ) -> int:
-    """Revoke every token of a tenant (all workspaces and dashboards); the new generation."""
-    return await _bump(client, layout, tenant_id, TENANT_FIELD, lag)
+    """Revoke every token of a tenant (all workspaces and dashboards); the new generation.
+
+    With `replicas`, raise NotReplicated unless that many replicas acknowledged it.
+    """
+    return await _bump(client, layout, tenant_id, TENANT_FIELD, lag, replicas)
 
 
 async def revoke_dashboard(
@@ -42,9 +71,10 @@ async def revoke_dashboard(
     dashboard_id: str,
     *,
     lag: float = 0.0,
+    replicas: int = 0,
 ) -> int:
     """Revoke a tenant's tokens of one dashboard, default-dashboard entries holding it included."""
-    return await _bump(client, layout, tenant_id, dashboard_field(dashboard_id), lag)
+    return await _bump(client, layout, tenant_id, dashboard_field(dashboard_id), lag, replicas)
 
 
 async def revoke_default_alias(
@@ -54,9 +84,10 @@ async def revoke_default_alias(
     workspace_id: str,
     *,
     lag: float = 0.0,
+    replicas: int = 0,
 ) -> int:
     """Revoke the "default dashboard" entries of one workspace (its default changed)."""
-    return await _bump(client, layout, tenant_id, alias_field(workspace_id), lag)
+    return await _bump(client, layout, tenant_id, alias_field(workspace_id), lag, replicas)
 
 
 async def prefix_in_use(client: Redis | RedisCluster, layout: KeyLayout) -> bool:
@@ -66,7 +97,9 @@ async def prefix_in_use(client: Redis | RedisCluster, layout: KeyLayout) -> bool
 
 async def mark_changed(
     client: Redis | RedisCluster, layout: KeyLayout, tenant_id: str, *, lag: float
-) -> None:
-    """For `lag` seconds, dashboard lookups of this tenant read the primary (read-your-writes)."""
+) -> int:
+    """For `lag` seconds, dashboard lookups of this tenant read the primary (read-your-writes);
+    the generation, unchanged, is returned."""
     if lag > 0:
         await client.set(layout.changed(tenant_id), "1", px=max(1, round(lag * 1000)))
+    return 0
