@@ -25,6 +25,7 @@ from gateway.dev.embedded import free_port
 from tests.servers import wait_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+PGBOUNCER_INSTALLED = os.access(PGBOUNCER, os.X_OK)
 # PgBouncer refuses to run as root; the tests (often root in CI) start it as this user.
 UNPRIVILEGED = "nobody"
 

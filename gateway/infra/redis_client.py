@@ -103,8 +103,7 @@ def create_redis(
             max_connections=max_connections,
             # A topology change is followed once (MOVED refreshes the slot map); more retries
             # would only stack waits inside one request's deadline.
-            cluster_error_retry_attempts=1,
-            retry=no_retry,
+            retry=Retry(NoBackoff(), 1),
             **common,
         )
     if target.sentinel_master is None:

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.scenarios.scale import cli, instances
-from tests.topology import PgBouncerProc
+from tests.topology import PGBOUNCER_INSTALLED, PgBouncerProc
 
 TRANSACTION_POOLING = {"GATEWAY_DB_STATEMENT_CACHE_SIZE": "0"}
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
@@ -20,6 +20,11 @@ BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
 
 @pytest.fixture(scope="module")
 def pgbouncer(pg_server: str) -> Iterator[PgBouncerProc]:
+    if not PGBOUNCER_INSTALLED:
+        pytest.skip(
+            "!! PgBouncer is not installed (apt-get install pgbouncer; .ci/run does it):"
+            " the PgBouncer scenarios did NOT run"
+        )
     proc = PgBouncerProc(pg_server).start()
     yield proc
     proc.stop()
