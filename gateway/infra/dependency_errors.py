@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 import asyncpg
@@ -45,14 +46,12 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterExcepti
 
 # Error replies that mean the deployment does not match the configuration (a cluster behind a
 # standalone client, a replica behind a primary's address, an old server): no retry will help.
-_CONFIG_REPLIES = {
-    "MOVED": "moved",
-    "ASK": "moved",
-    "CROSSSLOT": "crossslot",
-    "READONLY": "readonly",
-    "ERR unknown command": "unknown_command",
-    "CLUSTERDOWN": "clusterdown",
-}
+# Inside a script the reply is wrapped ("Error running script ...: -READONLY ..."), so the
+# code is looked for anywhere in the message.
+_CONFIG_REPLY = re.compile(
+    r"(?:^|[\s-])(MOVED|ASK|CROSSSLOT|READONLY|CLUSTERDOWN)\b|unknown command"
+)
+_KINDS = {"ASK": "moved", "MOVED": "moved"}
 
 _listener: Callable[[str], None] = lambda _kind: None  # noqa: E731 - replaced by the app
 _logged: set[str] = set()
@@ -78,10 +77,10 @@ def config_error_kind(exc: BaseException) -> str | None:
     if isinstance(exc, ClusterDownError):
         return "clusterdown"
     if isinstance(exc, ResponseError):
-        text = str(exc)
-        for prefix, kind in _CONFIG_REPLIES.items():
-            if text.startswith(prefix):
-                return kind
+        found = _CONFIG_REPLY.search(str(exc))
+        if found is not None:
+            code = found.group(1)
+            return "unknown_command" if code is None else _KINDS.get(code, code.lower())
     return None
 
 

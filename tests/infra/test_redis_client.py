@@ -49,3 +49,18 @@ def test_environment_names_the_mode_and_its_needs() -> None:
     with pytest.raises(ConfigError, match="GATEWAY_REDIS_MODE"):
         redis_target_from_env(base | {"GATEWAY_REDIS_MODE": "clustered"})
     assert redis_target_from_env({}) is None
+
+
+def test_configuration_errors_are_recognised_inside_scripts_too() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+    from redis.exceptions import ReadOnlyError, ResponseError  # noqa: PLC0415
+
+    from gateway.infra.dependency_errors import config_error_kind  # noqa: PLC0415
+
+    wrapped = ResponseError("Error running script (call to f_1): @user_script:8: -READONLY You")
+    assert config_error_kind(wrapped) == "readonly"
+    assert config_error_kind(ReadOnlyError("READONLY")) == "readonly"
+    assert config_error_kind(ResponseError("CROSSSLOT Keys in request")) == "crossslot"
+    assert config_error_kind(ResponseError("ERR unknown command 'EVALSHA'")) == "unknown_command"
+    assert config_error_kind(ResponseError("WRONGTYPE Operation")) is None
+    assert config_error_kind(RedisConnectionError("refused")) is None

@@ -15,6 +15,7 @@ import redis
 
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.keys import KeyLayout
+from tests.helpers import auth
 from tests.scenarios.scale import Instances, cli, instances
 from tests.topology import SentinelProcs
 
@@ -106,3 +107,21 @@ async def test_failover_mid_traffic_with_a_revoke_during_it(
         assert len(tokens) == 1
     assert 500 not in gw.statuses, gw.statuses
     assert set(gw.statuses) <= {200, 503}, gw.statuses
+
+
+async def test_pointed_at_a_replica_readyz_names_it_and_nothing_is_a_500(
+    make_client, settings, sentinel: SentinelProcs, db: asyncpg.Connection
+) -> None:
+    """Standalone mode aimed at a replica (a failover the configuration missed): /readyz is 503
+    naming the role, token requests still answer (READONLY is a Redis error), counted."""
+    await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
+    client = await make_client(settings, redis_url=f"redis://127.0.0.1:{sentinel.replica_port}/0")
+    ready = await client.get("/readyz")
+    body = await ready.json()
+    assert ready.status == 503
+    assert body["checks"]["redis"].startswith("misconfigured (role is slave"), body
+    for _ in range(3):
+        resp = await client.post("/api/v1/dashboards/iframe-token", json=BODY, headers=auth())
+        assert resp.status == 200
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_redis_config_errors_total{kind="readonly"}' in metrics
