@@ -257,18 +257,6 @@ def statement_cache_size_from_env(env: Mapping[str, str] | None = None) -> int:
     )
 
 
-def redis_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(GATEWAY_REDIS_URL, GATEWAY_REDIS_PREFIX) for admin commands; None when no URL is set."""
-    env = os.environ if env is None else env
-    if _get(env, "GATEWAY_REDIS_URL") is None:
-        return None
-    url = _url(env, "GATEWAY_REDIS_URL", ("redis", "rediss", "unix"))
-    prefix = env.get("GATEWAY_REDIS_PREFIX", "gw:")
-    if not _PREFIX.match(prefix):
-        raise ConfigError("GATEWAY_REDIS_PREFIX may only hold [A-Za-z0-9_.:-], at most 64")
-    return url, prefix
-
-
 def _algorithms(env: Mapping[str, str], has_secret: bool, has_jwks: bool) -> tuple[str, ...]:
     raw = _get(env, "GATEWAY_JWT_ALGORITHMS")
     if raw is None:
