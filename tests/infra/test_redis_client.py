@@ -64,3 +64,12 @@ def test_configuration_errors_are_recognised_inside_scripts_too() -> None:
     assert config_error_kind(ResponseError("ERR unknown command 'EVALSHA'")) == "unknown_command"
     assert config_error_kind(ResponseError("WRONGTYPE Operation")) is None
     assert config_error_kind(RedisConnectionError("refused")) is None
+
+
+def test_scale_settings_are_validated_by_name() -> None:
+    from gateway.settings import statement_cache_size_from_env  # noqa: PLC0415
+
+    assert statement_cache_size_from_env({}) == 256
+    assert statement_cache_size_from_env({"GATEWAY_DB_STATEMENT_CACHE_SIZE": "0"}) == 0
+    with pytest.raises(ConfigError, match="GATEWAY_DB_STATEMENT_CACHE_SIZE"):
+        statement_cache_size_from_env({"GATEWAY_DB_STATEMENT_CACHE_SIZE": "-1"})
