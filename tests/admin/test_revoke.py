@@ -62,7 +62,7 @@ async def fetch(client, body, **kw):
 async def test_revoke_reaches_the_tenant_and_is_audited(client, settings, mapped) -> None:
     """After `gateway revoke --tenant`, that tenant's next requests mint while another tenant's
     token stays cached; the command names its Redis and prefix; an audit row tokens_revoked."""
-    first = await (await fetch(client, DEFAULT)).json()
+    await fetch(client, DEFAULT)
     await fetch(client, OTHER)
     await fetch(client, {**DEFAULT, "tenant_id": "org-999"}, tenant="org-999")
     assert await event_of(mapped, await fetch(client, DEFAULT)) == ("token_reused", True)
@@ -74,8 +74,9 @@ async def test_revoke_reaches_the_tenant_and_is_audited(client, settings, mapped
     assert "warning" not in err
 
     after = await fetch(client, DEFAULT)
+    # Minted anew (a v1 token minted in the same second has the same bytes, so the event is
+    # what tells a new mint from a served revoked entry).
     assert await event_of(mapped, after) == ("token_issued", False)
-    assert (await after.json())["token"] != first["token"]
     assert await event_of(mapped, await fetch(client, OTHER)) == ("token_issued", False)
     kept = await fetch(client, {**DEFAULT, "tenant_id": "org-999"}, tenant="org-999")
     assert await event_of(mapped, kept) == ("token_reused", True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.dev.embedded import free_port
+from gateway.dev.wait import free_port
 from gateway.settings import Settings
 from tests.helpers import auth
 from tests.servers import (
