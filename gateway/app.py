@@ -9,11 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from gateway.audit.journal import Fsync, Journal
 from gateway.audit.partitions import maintain_forever
@@ -29,6 +25,7 @@ from gateway.http.openapi import openapi_json
 from gateway.http.state import (
     AUDIT,
     DB_POOL,
+    DB_READ_POOL,
     ISSUER,
     JWT_CACHE,
     METRICS,
@@ -39,15 +36,20 @@ from gateway.http.state import (
     VERIFIER,
 )
 from gateway.infra.breaker import CircuitBreaker
-from gateway.infra.dependency_errors import CONNECTION_ERRORS
+from gateway.infra.dependency_errors import CONNECTION_ERRORS, REDIS_ERRORS, on_config_error
 from gateway.infra.ratelimit import MintLimiter, Rate, RequestLimiter
+from gateway.infra.redis_client import create_redis
 from gateway.ops.dependencies import log_unreachable
 from gateway.ops.metrics import Metrics, multiprocess
-from gateway.settings import Settings
+from gateway.settings import RedisTarget, Settings
 from gateway.tokens.issuer import TokenIssuer
+from gateway.tokens.keys import KeyLayout, key_fingerprint
 from gateway.tokens.local import LocalTokenCache
+from gateway.tokens.minter import Minter
 from gateway.tokens.request import MAX_BODY_BYTES
-from gateway.tokens.store import TokenCache
+from gateway.tokens.resolver import DashboardResolver
+from gateway.tokens.store import TokenStore
+from gateway.tokens.tiers import TieredLookup
 
 log = logging.getLogger(__name__)
 
@@ -85,48 +87,60 @@ async def _verifier(app: web.Application) -> AsyncIterator[None]:
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await asyncpg.create_pool(
-        settings.database_url,
-        # No connection at creation: the gateway starts (and serves cache hits) while PostgreSQL
-        # is down; /readyz says so. One connection is opened below when it can be.
-        min_size=0,
-        max_size=10,
-        command_timeout=settings.db_timeout * 5,
-        # Keep prepared statements across requests; the lookup is the only hot query.
-        statement_cache_size=256,
-    )
+    pool = await _pool(settings, settings.database_url)
     with contextlib.suppress(*CONNECTION_ERRORS):
         async with asyncio.timeout(settings.db_timeout), pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
     app[DB_POOL] = pool
+    read_pool = None
+    if settings.database_read_url is not None:
+        read_pool = await _pool(settings, settings.database_read_url)
+    app[DB_READ_POOL] = read_pool
     yield
+    if read_pool is not None:
+        await read_pool.close()
     await pool.close()
+
+
+async def _pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        dsn,
+        # No connection at creation: the gateway starts (and serves cache hits) while PostgreSQL
+        # is down; /readyz says so.
+        min_size=0,
+        max_size=10,
+        command_timeout=settings.db_timeout * 5,
+        # Prepared statements kept across requests (the lookup is the only hot query); 0 behind
+        # PgBouncer in transaction mode, where a statement cannot outlive its transaction.
+        statement_cache_size=settings.db_statement_cache_size,
+    )
+
+
+def redis_target(settings: Settings) -> RedisTarget:
+    """The service's Redis, as the one client factory takes it."""
+    return RedisTarget(
+        settings.redis_url,
+        settings.redis_prefix,
+        settings.redis_mode,
+        settings.redis_sentinel_master,
+    )
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    # A blocking pool: a burst of more concurrent calls than connections waits for one (each
-    # call is still bounded by its own deadline) instead of failing with MaxConnectionsError,
-    # which the breaker would count as Redis being down.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=64,
-        timeout=1.0,
-        socket_connect_timeout=max(settings.redis_timeout, 0.5),
-        health_check_interval=30,
-        # No retries inside a call: the breaker decides when Redis is tried again, and a retry
-        # would only stack waits inside one request's deadline.
-        retry=Retry(NoBackoff(), 0),
+    metrics = app[METRICS]
+    on_config_error(lambda kind: metrics.redis_config_errors.labels(kind).inc())
+    client = create_redis(
+        redis_target(settings), timeout=max(settings.redis_timeout, 0.5), max_connections=64
     )
-    client = aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
     # Open a few connections now, so a first burst does not pay connection set-up inside each
-    # call's deadline (which the breaker would count as Redis being slow). Redis may be down at
-    # start: the breaker handles that, so a failure here is not fatal.
-    with contextlib.suppress(RedisError, OSError, TimeoutError):
+    # call's deadline (which the breaker would count as Redis being slow), and mark the prefix
+    # as in use for `gateway revoke`. Redis may be down at start: the breaker handles that.
+    with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
         async with asyncio.timeout(2.0):
+            await client.set(KeyLayout(settings.redis_prefix).in_use(), "1")
             await asyncio.gather(*(client.ping() for _ in range(WARM_REDIS_CONNECTIONS)))
     app[REDIS] = client
-    metrics = app[METRICS]
     app[REDIS_BREAKER] = CircuitBreaker(
         "redis",
         threshold=settings.redis_breaker_threshold,
@@ -182,9 +196,11 @@ async def _partitions(app: web.Application) -> AsyncIterator[None]:
 async def _issuer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
+    layout = KeyLayout(settings.redis_prefix)
     limiter = MintLimiter(
         app[REDIS],
-        prefix=settings.redis_prefix,
+        tenant_key=layout.tenant_budget,
+        subject_key=layout.subject_budget,
         per_subject=_per_minute(settings.rate_limit_subject_mints),
         per_tenant=_per_minute(settings.rate_limit_tenant_mints),
         timeout=settings.redis_timeout,
@@ -192,29 +208,40 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         fail_closed=settings.rate_limit_fail_closed,
         on_decision=lambda limiter, decision: metrics.count(metrics.rate_limit, limiter, decision),
     )
-    app[ISSUER] = TokenIssuer(
-        pool=app[DB_POOL],
-        cache=TokenCache(
-            app[REDIS],
-            settings.refresh_buffer,
-            settings.redis_timeout,
-            breaker=app[REDIS_BREAKER],
-            on_lookup=lambda result: metrics.count(metrics.cache_lookups, "redis", result),
-        ),
-        signing_secret=settings.signing_secret,
-        api_key_id=settings.api_key_id,
-        token_ttl=settings.token_ttl,
+    store = TokenStore(
+        app[REDIS],
+        settings.refresh_buffer,
+        settings.redis_timeout,
+        breaker=app[REDIS_BREAKER],
+        on_lookup=lambda result: metrics.count(metrics.cache_lookups, "redis", result),
+    )
+    local = LocalTokenCache(
+        ttl=settings.local_cache_ttl,
+        max_size=settings.local_cache_size,
         refresh_buffer=settings.refresh_buffer,
-        redis_prefix=settings.redis_prefix,
-        db_timeout=settings.db_timeout,
-        local=LocalTokenCache(
-            ttl=settings.local_cache_ttl,
-            max_size=settings.local_cache_size,
-            refresh_buffer=settings.refresh_buffer,
+    )
+    app[ISSUER] = TokenIssuer(
+        layout=layout,
+        fingerprint=key_fingerprint(settings.signing_secret),
+        api_key_id=settings.api_key_id,
+        tiers=TieredLookup(
+            store,
+            local,
+            on_local_lookup=lambda result: metrics.count(metrics.cache_lookups, "local", result),
         ),
-        db_acquire_timeout=settings.db_acquire_timeout,
+        resolver=DashboardResolver(
+            app[DB_POOL],
+            read_pool=app[DB_READ_POOL],
+            timeout=settings.db_timeout,
+            acquire_timeout=settings.db_acquire_timeout,
+        ),
+        minter=Minter(
+            store,
+            signing_secret=settings.signing_secret,
+            api_key_id=settings.api_key_id,
+            token_ttl=settings.token_ttl,
+        ),
         before_mint=limiter.before_mint,
-        on_local_lookup=lambda result: metrics.count(metrics.cache_lookups, "local", result),
     )
     yield
 
@@ -255,7 +282,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [_verifier, _postgres, _redis, _audit, _partitions, _issuer, _metrics_refresh]
     )
-    app.on_startup.append(lambda _app: log_unreachable(settings))
+    # After the cleanup contexts' start-up (aiohttp runs those first): app[REDIS] exists.
+    app.on_startup.append(lambda app: log_unreachable(settings, app[REDIS].ping))
     for path in TOKEN_PATHS:
         app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)

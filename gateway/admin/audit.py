@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 
 from gateway.admin.audit_status import render
+from gateway.admin.connect import connect_database
 from gateway.audit.partitions import ensure_partitions, prune
-from gateway.settings import database_url_from_env
 
 EVENTS = (
     "token_issued",
@@ -27,6 +27,7 @@ EVENTS = (
     "unavailable",
     "internal_error",
     "tokens_revoked",
+    "mapping_changed",
 )
 # (header, column, width); the last column takes what it needs.
 TAIL_COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -172,7 +173,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         print(render(journal_dir(args)))
         return 0
-    conn = await asyncpg.connect(database_url_from_env())
+    conn = await connect_database()
     try:
         if args.action == "maintain":
             created = await ensure_partitions(conn, days_ahead=args.days_ahead)

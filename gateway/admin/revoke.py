@@ -1,25 +1,58 @@
-"""`gateway revoke`: purge a tenant's (or one dashboard's) cached tokens and audit it."""
+"""`gateway revoke`: revoke a tenant's (or one dashboard's) cached tokens and audit it."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-import asyncpg
-
-from gateway.admin.purge import purge_and_record
-from gateway.settings import ConfigError, database_url_from_env, redis_from_env
+from gateway.admin.connect import connect_database, connect_redis, describe
+from gateway.admin.purge import run_revocation
+from gateway.audit.admin import operator_event, record_event
+from gateway.settings import ConfigError, redis_target_from_env
+from gateway.tokens.keys import KeyLayout
+from gateway.tokens.revocation import prefix_in_use, revoke_dashboard, revoke_tenant
 
 
 async def run(args: argparse.Namespace) -> int:
-    if redis_from_env() is None:
+    target = redis_target_from_env()
+    if target is None:
         raise ConfigError("GATEWAY_REDIS_URL is required to revoke cached tokens")
-    conn = await asyncpg.connect(database_url_from_env())
+    client = connect_redis(target)
     try:
-        purged = await purge_and_record(
-            conn, args.tenant, dashboard_id=args.dashboard, source="revoke"
+        in_use = await prefix_in_use(client, KeyLayout(target.prefix))
+    finally:
+        await client.aclose()
+    if args.dashboard is None:
+        generation = await run_revocation(
+            target,
+            lambda c, layout, replicas: revoke_tenant(c, layout, args.tenant, replicas=replicas),
+        )
+    else:
+        generation = await run_revocation(
+            target,
+            lambda c, layout, replicas: revoke_dashboard(
+                c, layout, args.tenant, args.dashboard, replicas=replicas
+            ),
+        )
+    what = args.tenant if args.dashboard is None else f"{args.tenant} / {args.dashboard}"
+    print(f"revoked every cached token of {what} (generation {generation}) on {describe(target)}")
+    if not in_use:
+        print(
+            f"warning: no gateway has used prefix {target.prefix!r} on this Redis; if the"
+            " service runs with another GATEWAY_REDIS_PREFIX (or Redis), nothing was revoked",
+            file=sys.stderr,
+        )
+    conn = await connect_database()
+    try:
+        await record_event(
+            conn,
+            operator_event(
+                "tokens_revoked",
+                args.tenant,
+                dashboard_id=args.dashboard,
+                detail={"generation": generation, "source": "revoke"},
+            ),
         )
     finally:
         await conn.close()
-    what = args.tenant if args.dashboard is None else f"{args.tenant} / {args.dashboard}"
-    print(f"revoked {purged} cached token(s) of {what}")
     return 0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncpg
-
+from gateway.admin.connect import connect_database
 from gateway.ops.migrate import migrate
-from gateway.settings import database_url_from_env
 
 
 async def run() -> int:
-    conn = await asyncpg.connect(database_url_from_env())
+    conn = await connect_database()
     try:
         applied = await migrate(conn)
     finally:

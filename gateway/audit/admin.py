@@ -1,4 +1,4 @@
-"""Audit rows of operators' actions (revocations), written directly by the CLI."""
+"""Audit rows of operators' actions (revocations, mapping changes), written directly by the CLI."""
 
 from __future__ import annotations
 
@@ -14,21 +14,21 @@ from gateway.audit.event import COLUMNS, AuditEvent
 ADMIN_STATUS = 0
 
 
-def revocation_event(
+def operator_event(
+    event: str,
     tenant_id: str,
     *,
-    purged: int,
     workspace_id: str | None = None,
     dashboard_id: str | None = None,
-    source: str = "revoke",
+    detail: dict[str, object],
 ) -> AuditEvent:
-    """The audit row of one purge: event tokens_revoked, the operator as subject."""
+    """The audit row of one operator action (status 0, the operator as subject)."""
     try:
         operator = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
         operator = "unknown"
     return AuditEvent(
-        event="tokens_revoked",
+        event=event,
         status=ADMIN_STATUS,
         request_id=f"cli-{uuid.uuid4().hex}",
         occurred_at=datetime.now(UTC),
@@ -36,7 +36,7 @@ def revocation_event(
         tenant_id=tenant_id,
         workspace_id=workspace_id,
         dashboard_id=dashboard_id,
-        detail={"purged": purged, "source": source},
+        detail=detail,
     )
 
 

@@ -135,6 +135,8 @@ async def prune(
     for name in doomed:
         async with conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            # A transaction lock, like creation's: a pooler (PgBouncer) cannot strand it.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_ID)
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
         log.info("dropped audit partition %s", name)
     status = await conn.execute(

@@ -17,3 +17,4 @@ class Exchange:
     token: str | None = None
     expires_at: int | None = None
     cache_hit: bool | None = None
+    shared_mint: bool = False  # served by another request's mint: audited as token_reused

@@ -25,6 +25,7 @@ from gateway.http.state import (
     SETTINGS,
     VERIFIER,
 )
+from gateway.infra.redis_client import RedisTopologyProblem, topology_problem
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.tokens.request import MAX_BODY_BYTES, check_media_type, parse_token_request
 
@@ -108,9 +109,10 @@ async def issue_token(request: web.Request) -> web.Response:
     token = issued.token
     exchange.dashboard_id, exchange.token = token.dashboard_id, token.token
     exchange.expires_at, exchange.cache_hit = token.valid_until, issued.cache_hit
+    exchange.shared_mint = issued.shared_mint
     metrics = app[METRICS]
     metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
-    if not issued.cache_hit:
+    if issued.minted:  # the mint counter counts mints, not requests served by one
         app[METRICS].mints.inc()
     payload = {
         "token": token.token,
@@ -145,12 +147,21 @@ async def readyz(request: web.Request) -> web.Response:
             async with asyncio.timeout(timeout):
                 await probe
             checks[name] = "ok"
+        except RedisTopologyProblem as exc:
+            checks[name] = f"misconfigured ({exc})"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the type is reported
             checks[name] = f"unreachable ({type(exc).__name__})"
 
+    async def redis_ready() -> None:
+        # Reachable is not enough: a cluster with slots uncovered, or a replica where the
+        # primary should be (a failover the configuration missed), cannot take writes.
+        problem = await topology_problem(app[REDIS], app[SETTINGS].redis_mode)
+        if problem is not None:
+            raise RedisTopologyProblem(problem)
+
     await asyncio.gather(
         check("postgresql", app[DB_POOL].fetchval("SELECT 1")),
-        check("redis", app[REDIS].ping()),
+        check("redis", redis_ready()),
     )
     _check_jwks(app, checks)
     ready = all(v == "ok" for v in checks.values())

@@ -169,12 +169,15 @@ def _audit(
 ) -> tuple[str, bool]:
     latency = time.perf_counter() - started
     if event is None:
-        event = "token_reused" if exchange.cache_hit else "token_issued"
+        # token_issued only for the request whose mint it was (the contract).
+        event = "token_reused" if exchange.cache_hit or exchange.shared_mint else "token_issued"
     metrics = request.app[METRICS]
     metrics.count(metrics.requests, "token", str(status), event)
     metrics.latency.observe(latency)
     user_agent = request.headers.get("User-Agent")
     detail = None if reason is None else {"reason": reason, "code": code}
+    if exchange.shared_mint:
+        detail = {"shared_mint": True}
     audit_event = AuditEvent(
         event=event,
         status=status,

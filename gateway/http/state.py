@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncpg
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.audit.writer import AuditWriter
@@ -12,13 +11,16 @@ from gateway.auth.verifier import JwtVerifier
 from gateway.http.exchange import Exchange
 from gateway.infra.breaker import CircuitBreaker
 from gateway.infra.ratelimit import RequestLimiter
+from gateway.infra.redis_client import AnyRedis
 from gateway.ops.metrics import Metrics
 from gateway.settings import Settings
 from gateway.tokens.issuer import TokenIssuer
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS: web.AppKey[AnyRedis] = web.AppKey("redis")
+# The directory's read replica (GATEWAY_DATABASE_READ_URL), or None.
+DB_READ_POOL: web.AppKey[asyncpg.Pool | None] = web.AppKey("db_read_pool")
 AUDIT = web.AppKey("audit", AuditWriter)
 ISSUER = web.AppKey("issuer", TokenIssuer)
 VERIFIER = web.AppKey("verifier", JwtVerifier)

@@ -1,25 +1,26 @@
 """Rate limits: global mint limits in Redis (GCRA), and a per-worker limit on all requests.
 
-The mint limiter answers for every instance at once, so it lives in Redis and checks the caller's
-and the tenant's budget in one atomic script. The request limiter is a token bucket in this
+The mint limiter answers for every instance at once, so it lives in Redis: the tenant's budget in
+the tenant's slot, the caller subject's in its own, each a single-key script (a Redis Cluster
+cannot run one script over two slots). The request limiter is a token bucket in this
 process's memory: refusing a caller who hammers cache hits must not cost a Redis round trip.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.errors import RateLimited, Unavailable
 from gateway.infra.breaker import CircuitBreaker, CircuitOpen
-from gateway.infra.dependency_errors import REDIS_ERRORS
+from gateway.infra.dependency_errors import REDIS_ERRORS, note_redis_error
+from gateway.infra.lru import ExpiringLru
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +73,19 @@ class Rate:
 DecisionListener = Callable[[str, str], None]
 
 
-def _subject_tag(subject: str) -> str:
-    # A subject is free text from the caller's JWT: hash it so keys stay short and clean.
-    return hashlib.sha256(subject.encode()).hexdigest()[:32]
+# Where a budget lives: (tenant_id) -> key, (subject) -> key. Given by the token layer's layout.
+KeyFor = Callable[[str], str]
 
 
 class MintLimiter:
-    """Global mint limits per caller subject and per tenant, checked atomically in Redis."""
+    """Global mint limits per caller subject and per tenant, each one atomic script in Redis."""
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Redis | RedisCluster,
         *,
-        prefix: str,
+        tenant_key: KeyFor,
+        subject_key: KeyFor,
         per_subject: Rate | None,
         per_tenant: Rate | None,
         timeout: float,
@@ -93,7 +94,8 @@ class MintLimiter:
         on_decision: DecisionListener | None = None,
     ) -> None:
         self._script = client.register_script(GCRA_SCRIPT)
-        self._prefix = prefix
+        self._tenant_key = tenant_key
+        self._subject_key = subject_key
         self._per_subject = per_subject
         self._per_tenant = per_tenant
         self._timeout = timeout
@@ -107,31 +109,31 @@ class MintLimiter:
         When Redis cannot answer, let the mint through (counted as "failed_open"), or raise
         Unavailable when configured to fail closed.
         """
-        keys: list[str] = []
-        args: list[int] = []
-        if self._per_tenant is not None:
-            keys.append(f"{self._prefix}rl:v1|tenant|{tenant_id}")
-            args += [self._per_tenant.interval_ms, self._per_tenant.period_ms]
-        # A caller without `sub` has no subject budget; the tenant's still applies.
+        # The subject's budget first: a caller over its own budget must not spend the tenant's.
+        spent: list[bool] = []
         if self._per_subject is not None and subject is not None:
-            keys.append(f"{self._prefix}rl:v1|sub|{_subject_tag(subject)}")
-            args += [self._per_subject.interval_ms, self._per_subject.period_ms]
-        if not keys:
-            return
+            spent.append(await self._spend(self._subject_key(subject), self._per_subject))
+        if self._per_tenant is not None:
+            spent.append(await self._spend(self._tenant_key(tenant_id), self._per_tenant))
+        if spent:  # one decision per mint, however many budgets it took
+            self._on_decision("mint", "allowed" if all(spent) else "failed_open")
+
+    async def _spend(self, key: str, rate: Rate) -> bool:
+        """True when spent, False when Redis could not answer and the limit fails open."""
         try:
             wait_ms = await self._breaker.call(
-                lambda: self._script(keys=keys, args=args),
+                lambda: self._script(keys=[key], args=[rate.interval_ms, rate.period_ms]),
                 timeout=self._timeout,
                 errors=REDIS_ERRORS,
             )
-        except (CircuitOpen, *REDIS_ERRORS, TimeoutError):
+        except (CircuitOpen, *REDIS_ERRORS, TimeoutError) as exc:
+            note_redis_error(exc, "mint limit")
             if self._fail_closed:
                 self._on_decision("mint", "failed_closed")
                 raise Unavailable(
                     "the rate limiter is unavailable", retry_after=1, reason="rate_limiter"
                 ) from None
-            self._on_decision("mint", "failed_open")
-            return
+            return False
         if int(wait_ms) > 0:
             self._on_decision("mint", "limited")
             raise RateLimited(
@@ -139,7 +141,7 @@ class MintLimiter:
                 retry_after=math.ceil(int(wait_ms) / 1000),
                 reason="mint_limit",
             )
-        self._on_decision("mint", "allowed")
+        return True
 
 
 class RequestLimiter:
@@ -159,26 +161,29 @@ class RequestLimiter:
         self._max_callers = max_callers
         self._clock = clock
         self._on_decision = on_decision or (lambda _limiter, _decision: None)
-        # caller -> (tokens left, time of last refill); ordered by last use for eviction.
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # caller -> (tokens left, time of last refill). An entry expires once its bucket would be
+        # full again, when a fresh bucket is the same thing; the least recently seen goes first.
+        self._buckets: ExpiringLru[str, tuple[float, float]] = ExpiringLru(max_callers)
 
     def check(self, caller: str) -> None:
         """Spend one request of `caller`'s bucket, or raise RateLimited (rate 0: no limit)."""
         if self._rate <= 0:
             return
         now = self._clock()
-        tokens, last = self._buckets.pop(caller, (float(self._burst), now))
+        held = self._buckets.get(caller, now)
+        tokens, last = held if held is not None else (float(self._burst), now)
         tokens = min(float(self._burst), tokens + (now - last) * self._rate)
         if tokens < 1.0:
-            self._buckets[caller] = (tokens, now)
+            self._keep(caller, tokens, now)
             self._on_decision("request", "limited")
             raise RateLimited(
                 "too many requests; retry later",
                 retry_after=math.ceil((1.0 - tokens) / self._rate),
                 reason="request_limit",
             )
-        self._buckets[caller] = (tokens - 1.0, now)
-        # The least recently seen caller goes first; at worst it gets a fresh bucket back.
-        while len(self._buckets) > self._max_callers:
-            self._buckets.popitem(last=False)
+        self._keep(caller, tokens - 1.0, now)
         self._on_decision("request", "allowed")
+
+    def _keep(self, caller: str, tokens: float, now: float) -> None:
+        # At worst an evicted caller gets a fresh bucket back.
+        self._buckets.put(caller, (tokens, now), now + (self._burst - tokens) / self._rate)

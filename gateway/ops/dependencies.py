@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+Ping = Callable[[], Awaitable[Any]]
 DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "redis": 6379, "rediss": 6379}
 
 
@@ -25,7 +27,8 @@ def where(url: str) -> str:
     try:
         port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
     except ValueError:
-        port = 0
+        # A list of cluster seeds or sentinels ("a:1,b:2"): the hosts as given, no credentials.
+        return parts.netloc.rpartition("@")[2]
     host = parts.hostname or "localhost"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -59,11 +62,10 @@ async def _check_postgres(settings: Settings, timeout: float) -> None:
         )
 
 
-async def _check_redis(settings: Settings, timeout: float) -> None:
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=timeout)
+async def _check_redis(settings: Settings, ping: Ping, timeout: float) -> None:
     try:
         async with asyncio.timeout(timeout):
-            await client.ping()
+            await ping()
     except (RedisError, OSError, TimeoutError) as exc:
         cause = exc.__cause__ or exc.__context__ or exc
         log.error(
@@ -71,10 +73,14 @@ async def _check_redis(settings: Settings, timeout: float) -> None:
             unreachable_line("GATEWAY_REDIS_URL", "Redis", settings.redis_url, cause),
             extra={"dependency": "redis"},
         )
-    finally:
-        await client.aclose()
 
 
-async def log_unreachable(settings: Settings, timeout: float = 2.0) -> None:
-    """At start: one error line per dependency that does not answer; the service keeps going."""
-    await asyncio.gather(_check_postgres(settings, timeout), _check_redis(settings, timeout))
+async def log_unreachable(settings: Settings, ping_redis: Ping, timeout: float = 2.0) -> None:
+    """At start: one error line per dependency that does not answer; the service keeps going.
+
+    Redis is pinged through the service's own client (`ping_redis`), so a cluster or sentinel
+    deployment is checked the way the service will reach it.
+    """
+    await asyncio.gather(
+        _check_postgres(settings, timeout), _check_redis(settings, ping_redis, timeout)
+    )

@@ -142,6 +142,13 @@ class Metrics:
         self.dependency_errors = Counter(
             "gateway_dependency_errors", "Failed calls to a dependency", ["dependency"], registry=r
         )
+        self.redis_config_errors = Counter(
+            "gateway_redis_config_errors",
+            "Redis errors meaning the topology does not match the configuration"
+            " (moved, crossslot, readonly, unknown_command, clusterdown, cluster)",
+            ["kind"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "gateway_breaker_state",
             "Circuit breaker state per dependency: 0 closed, 1 half-open, 2 open (worst worker)",

@@ -46,13 +46,17 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 
 
 async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply pending migrations under an advisory lock; returns the names applied this time."""
+    """Apply pending migrations in one transaction under a transaction-level advisory lock.
+
+    A concurrent `gateway migrate` waits on the lock, then finds everything recorded and does
+    nothing. The lock ends with the transaction, so a pooler in transaction mode (PgBouncer)
+    can never strand it on a server connection the way a session lock can; and a failing file
+    leaves no migration half applied.
+    """
     migrations = migrations if migrations is not None else load_migrations()
     applied_now: list[str] = []
-    # A session-level lock serialises concurrent `gateway migrate` runs: the second waits, then
-    # finds everything recorded and does nothing.
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
-    try:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " name text PRIMARY KEY, checksum text NOT NULL,"
@@ -67,15 +71,12 @@ async def migrate(conn: asyncpg.Connection, migrations: list[Migration] | None =
                 if done[migration.name] != migration.checksum:
                     log.warning("migration %s changed after it was applied", migration.name)
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-                    migration.name,
-                    migration.checksum,
-                )
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                migration.name,
+                migration.checksum,
+            )
             applied_now.append(migration.name)
             log.info("applied migration %s", migration.name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
     return applied_now

@@ -8,7 +8,8 @@ from gateway.settings.load import (
     database_url_from_env,
     load_settings,
     log_config_from_env,
-    redis_from_env,
+    redis_target_from_env,
+    statement_cache_size_from_env,
     unknown_variable_warnings,
     value_from_env,
 )
@@ -16,7 +17,9 @@ from gateway.settings.model import (
     KNOWN_NAMES,
     MAX_LEEWAY,
     MIN_SECRET_BYTES,
+    REDIS_MODES,
     VARIABLES,
+    RedisTarget,
     Settings,
 )
 from gateway.settings.parsers import (
@@ -32,14 +35,17 @@ __all__ = [
     "LOG_LEVELS",
     "MAX_LEEWAY",
     "MIN_SECRET_BYTES",
+    "REDIS_MODES",
     "SUPPORTED_ALGORITHMS",
     "VARIABLES",
     "ConfigError",
+    "RedisTarget",
     "Settings",
     "database_url_from_env",
     "load_settings",
     "log_config_from_env",
-    "redis_from_env",
+    "redis_target_from_env",
+    "statement_cache_size_from_env",
     "unknown_variable_warnings",
     "value_from_env",
 ]

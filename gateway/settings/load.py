@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.settings.model import KNOWN_NAMES, VARIABLES, Settings
+from gateway.settings.model import KNOWN_NAMES, VARIABLES, RedisTarget, Settings
 from gateway.settings.parsers import REQUIRED, ConfigError, Var
 
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
@@ -112,6 +112,7 @@ def _cross_field(values: dict[str, Any], env: Mapping[str, str], problems: list[
         if len(secret) < need:
             alg = next(a for a in algs if _HS_MIN_SECRET_BYTES.get(a, 0) == need)
             problems.append(f"GATEWAY_JWT_SECRET must be at least {need} bytes for {alg}")
+    _sentinel_rule(values["redis_mode"], values["redis_sentinel_master"], problems)
     ttl, buffer = values["token_ttl"], values["refresh_buffer"]
     # A token is reused only while more than the buffer is left: a TTL at or under it would mint
     # on every request.
@@ -137,16 +138,32 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> str:
     return value_from_env("database_url", env)
 
 
-def redis_from_env(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(GATEWAY_REDIS_URL, GATEWAY_REDIS_PREFIX) for admin commands; None when no URL is set."""
+def redis_target_from_env(env: Mapping[str, str] | None = None) -> RedisTarget | None:
+    """GATEWAY_REDIS_URL/_PREFIX/_MODE/_SENTINEL_MASTER for every command; None without a URL."""
     env = os.environ if env is None else env
     if not (env.get("GATEWAY_REDIS_URL") or "").strip():
         return None
     problems: list[str] = []
-    url, prefix = read(env, "redis_url", problems), read(env, "redis_prefix", problems)
+    url, prefix, mode, master = (
+        read(env, name, problems)
+        for name in ("redis_url", "redis_prefix", "redis_mode", "redis_sentinel_master")
+    )
+    _sentinel_rule(mode, master, problems)
     if problems:
         raise ConfigError(*problems)
-    return url, prefix
+    return RedisTarget(url, prefix, mode, master)
+
+
+def statement_cache_size_from_env(env: Mapping[str, str] | None = None) -> int:
+    """GATEWAY_DB_STATEMENT_CACHE_SIZE: asyncpg's prepared statements; 0 behind PgBouncer."""
+    return value_from_env("db_statement_cache_size", env)
+
+
+def _sentinel_rule(mode: str | None, master: str | None, problems: list[str]) -> None:
+    if mode == "sentinel" and master is None:
+        problems.append(
+            "GATEWAY_REDIS_SENTINEL_MASTER is required with GATEWAY_REDIS_MODE=sentinel"
+        )
 
 
 def value_from_env(field: str, env: Mapping[str, str] | None = None) -> Any:

@@ -22,11 +22,13 @@ from gateway.settings.parsers import (
     number,
     origins,
     pattern,
+    redis_url,
     secret,
     text,
     url,
 )
 
+REDIS_MODES = ("standalone", "cluster", "sentinel")
 MIN_SECRET_BYTES = 32
 MAX_LEEWAY = 60
 WEEK = 7 * 24 * 3600
@@ -62,7 +64,7 @@ class Settings:
     database_url: str = setting(
         "GATEWAY_DATABASE_URL", parse=url("postgresql", "postgres"), hidden=True
     )
-    redis_url: str = setting("GATEWAY_REDIS_URL", parse=url("redis", "rediss", "unix"), hidden=True)
+    redis_url: str = setting("GATEWAY_REDIS_URL", parse=redis_url, hidden=True)
     api_key_id: str = setting("GATEWAY_API_KEY_ID")
     signing_secret: bytes = _secret("GATEWAY_SIGNING_SECRET", required=True)
     jwt_secret: bytes | None = _secret("GATEWAY_JWT_SECRET")
@@ -143,6 +145,16 @@ class Settings:
     keepalive_timeout: float = setting("GATEWAY_KEEPALIVE_TIMEOUT", 15.0, number(0.0, 3600.0))
     max_header_size: int = setting("GATEWAY_MAX_HEADER_SIZE", 16384, integer(1024, 65536))
     access_log_sample: float = setting("GATEWAY_ACCESS_LOG_SAMPLE", 0.0, number(0.0, 1.0))
+    # Deploying at scale (README): Redis topology, PgBouncer, a read replica for the directory.
+    redis_mode: str = setting("GATEWAY_REDIS_MODE", "standalone", choice(*REDIS_MODES))
+    redis_sentinel_master: str | None = setting("GATEWAY_REDIS_SENTINEL_MASTER", None)
+    db_statement_cache_size: int = setting(
+        "GATEWAY_DB_STATEMENT_CACHE_SIZE", 256, integer(0, 100_000)
+    )
+    database_read_url: str | None = setting(
+        "GATEWAY_DATABASE_READ_URL", None, url("postgresql", "postgres"), hidden=True
+    )
+    database_read_lag: float = setting("GATEWAY_DATABASE_READ_LAG", 10.0, number(0.0, 3600.0))
 
 
 # Field name -> its variable, in declaration order: the registry everything else reads.
@@ -159,3 +171,13 @@ KNOWN_NAMES: frozenset[str] = frozenset(
     + [f"{v.name}_FILE" for v in VARIABLES.values() if v.secret]
     + list(TOOLING_VARIABLES)
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """Where Redis is and how to reach it: the one input of `infra.redis_client`."""
+
+    url: str = field(repr=False)
+    prefix: str
+    mode: str = "standalone"
+    sentinel_master: str | None = None

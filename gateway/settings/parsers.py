@@ -128,6 +128,13 @@ def url(*schemes: str) -> Parse:
     return parse
 
 
+def redis_url(name: str, raw: str) -> str:
+    """A Redis URL; cluster seeds and sentinels may also be a bare "host:port,host:port" list."""
+    if "://" not in raw:
+        return "redis://" + raw
+    return url("redis", "rediss", "unix")(name, raw)
+
+
 def pattern(regex: str, rule: str) -> Parse:
     """Text matching regex; `rule` says in words what is allowed."""
     compiled = re.compile(regex)

@@ -57,6 +57,16 @@ async def lookup_dashboard(
     return str(first["dashboard_id"])
 
 
+async def default_dashboard(
+    conn: asyncpg.Connection, tenant_id: str, workspace_id: str
+) -> str | None:
+    """The dashboard a request without dashboard_id gets now; None when it gets a 404."""
+    try:
+        return await lookup_dashboard(conn, tenant_id, workspace_id, None)
+    except DashboardNotFound:
+        return None
+
+
 async def add_mapping(
     conn: asyncpg.Connection,
     tenant_id: str,

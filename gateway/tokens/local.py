@@ -2,7 +2,7 @@
 
 Redis stays the shared, authoritative tier. A local copy is served only while the reuse rule
 allows (more than the refresh buffer left) and for at most `ttl` seconds after it was read, so a
-purge or revocation in Redis reaches every worker within `ttl`.
+revocation (a generation increment in Redis) reaches every worker within `ttl`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,6 @@ class LocalTokenCache:
         deadline = min(now + self._ttl, token.valid_until - self._buffer)
         if deadline > now:
             self._entries.put(key, token, deadline)
-
-    def discard(self, key: str) -> None:
-        """Forget one key (this worker purged it)."""
-        self._entries.pop(key)
 
     def clear(self) -> None:
         """Forget everything."""

@@ -1,4 +1,4 @@
-"""Revocation: `gateway revoke` and the tenant commands purge cached tokens and audit it."""
+"""Revocation: `gateway revoke` and the tenant commands revoke cached tokens and audit it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.tokens.directory import add_mapping
 from tests.helpers import audit_rows, auth
@@ -49,12 +48,9 @@ async def gateway_cli(settings, *args: str, redis: bool = True) -> tuple[int, st
     return proc.returncode, out.decode(), err.decode()
 
 
-async def cached_keys(settings) -> list[str]:
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
-        return sorted([k async for k in client.scan_iter(match=settings.redis_prefix + "tok:*")])
-    finally:
-        await client.aclose()
+async def event_of(db: asyncpg.Connection, response) -> tuple[str, bool]:
+    (row,) = await audit_rows(db, response.headers["X-Request-ID"])
+    return row["event"], row["cache_hit"]
 
 
 async def fetch(client, body, **kw):
@@ -63,46 +59,58 @@ async def fetch(client, body, **kw):
     return resp
 
 
-async def test_revoke_purges_the_tenant_and_is_audited(client, settings, mapped) -> None:
-    """After `gateway revoke --tenant`, that tenant's next request mints (a miss) while another
-    tenant's token stays cached; the purge is an audit row tokens_revoked with the count."""
+async def test_revoke_reaches_the_tenant_and_is_audited(client, settings, mapped) -> None:
+    """After `gateway revoke --tenant`, that tenant's next requests mint while another tenant's
+    token stays cached; the command names its Redis and prefix; an audit row tokens_revoked."""
     await fetch(client, DEFAULT)
     await fetch(client, OTHER)
     await fetch(client, {**DEFAULT, "tenant_id": "org-999"}, tenant="org-999")
-    assert len(await cached_keys(settings)) == 5  # org-123: '*', 789, other; org-999: '*', 999
+    assert await event_of(mapped, await fetch(client, DEFAULT)) == ("token_reused", True)
 
     code, out, err = await gateway_cli(settings, "revoke", "--tenant", "org-123")
     assert code == 0, err
-    assert "revoked 3 cached token(s) of org-123" in out
-    assert all("|org-999|" in k for k in await cached_keys(settings))
+    assert "revoked every cached token of org-123 (generation 1)" in out
+    assert f"prefix '{settings.redis_prefix}'" in out
+    assert "warning" not in err
 
     after = await fetch(client, DEFAULT)
-    (row,) = await audit_rows(mapped, after.headers["X-Request-ID"])
-    assert (row["event"], row["cache_hit"]) == ("token_issued", False)
+    # Minted anew (a v1 token minted in the same second has the same bytes, so the event is
+    # what tells a new mint from a served revoked entry).
+    assert await event_of(mapped, after) == ("token_issued", False)
+    assert await event_of(mapped, await fetch(client, OTHER)) == ("token_issued", False)
     kept = await fetch(client, {**DEFAULT, "tenant_id": "org-999"}, tenant="org-999")
-    (row,) = await audit_rows(mapped, kept.headers["X-Request-ID"])
-    assert row["cache_hit"] is True
+    assert await event_of(mapped, kept) == ("token_reused", True)
 
     (revoked,) = await mapped.fetch("SELECT * FROM audit_events WHERE event = 'tokens_revoked'")
     assert revoked["tenant_id"] == "org-123"
     assert revoked["status"] == 0
     assert revoked["subject"].startswith("cli:")
-    assert revoked["detail"] == '{"purged": 3, "source": "revoke"}'
+    assert revoked["detail"] == '{"source": "revoke", "generation": 1}'
 
 
 async def test_revoke_one_dashboard(client, settings, mapped) -> None:
-    """--dashboard purges that dashboard's tokens, including the default-dashboard entry holding
-    it, and leaves the tenant's other dashboards cached."""
+    """--dashboard revokes that dashboard's tokens, including the default-dashboard entry that
+    holds it, and leaves the tenant's other dashboards cached."""
     await fetch(client, DEFAULT)
     await fetch(client, OTHER)
     code, out, err = await gateway_cli(
         settings, "revoke", "--tenant", "org-123", "--dashboard", "dashboard-789"
     )
     assert code == 0, err
-    assert "revoked 2" in out
-    keys = await cached_keys(settings)
-    assert len(keys) == 1
-    assert keys[0].endswith("|dashboard-other")
+    assert "revoked every cached token of org-123 / dashboard-789" in out
+    assert await event_of(mapped, await fetch(client, DEFAULT)) == ("token_issued", False)
+    explicit = {**DEFAULT, "dashboard_id": "dashboard-789"}
+    assert await event_of(mapped, await fetch(client, explicit)) == ("token_reused", True)
+    assert await event_of(mapped, await fetch(client, OTHER)) == ("token_reused", True)
+
+
+async def test_revoke_warns_about_a_prefix_no_gateway_uses(settings, mapped) -> None:
+    """Run with a prefix no gateway ever started with, revoke says so (it revoked nothing)."""
+    unused = replace(settings, redis_prefix=settings.redis_prefix + "typo:")
+    code, out, err = await gateway_cli(unused, "revoke", "--tenant", "org-123")
+    assert code == 0, err
+    assert f"prefix '{unused.redis_prefix}'" in out
+    assert "warning: no gateway has used prefix" in err
 
 
 async def test_revoke_needs_redis(settings, mapped) -> None:
@@ -112,9 +120,10 @@ async def test_revoke_needs_redis(settings, mapped) -> None:
     assert "GATEWAY_REDIS_URL" in err
 
 
-async def test_tenant_commands_purge_affected_tokens(client, settings, mapped) -> None:
-    """`tenants add --default` purges the default-dashboard entries of that tenant and workspace;
-    `tenants remove` purges the removed dashboard's tokens; each is audited."""
+async def test_tenant_commands_revoke_affected_tokens(client, settings, mapped) -> None:
+    """`tenants add --default` revokes the default-dashboard entries of that tenant and
+    workspace; `tenants remove` revokes the removed dashboard's tokens; each is audited as
+    mapping_changed, never as tokens_revoked."""
     await fetch(client, DEFAULT)
     await fetch(client, OTHER)
     code, out, err = await gateway_cli(
@@ -130,7 +139,7 @@ async def test_tenant_commands_purge_affected_tokens(client, settings, mapped) -
         "--default",
     )
     assert code == 0, err
-    assert "purged 1 cached default-dashboard token(s)" in out
+    assert "revoked cached default-dashboard tokens of org-123 / workspace-456" in out
     assert (await (await fetch(client, DEFAULT)).json())["dashboard_id"] == "dashboard-other"
 
     code, out, err = await gateway_cli(
@@ -145,13 +154,40 @@ async def test_tenant_commands_purge_affected_tokens(client, settings, mapped) -
         "dashboard-other",
     )
     assert code == 0, err
-    assert "purged 2 cached token(s)" in out
-    assert [k for k in await cached_keys(settings) if "dashboard-other" in k] == []
-    sources = await mapped.fetch(
-        "SELECT detail->>'source' AS source FROM audit_events WHERE event = 'tokens_revoked'"
-        " ORDER BY occurred_at"
+    assert "revoked cached tokens of org-123 / dashboard-other" in out
+    gone = await client.post(V1, json=OTHER, headers=auth())
+    assert gone.status == 404  # the cached token of the removed dashboard is not served
+    rows = await mapped.fetch(
+        "SELECT event, detail->>'action' AS action, detail->>'revoked' AS revoked"
+        " FROM audit_events WHERE status = 0 ORDER BY occurred_at"
     )
-    assert [r["source"] for r in sources] == ["tenants add --default", "tenants remove"]
+    assert [tuple(r) for r in rows] == [
+        ("mapping_changed", "add", "default_alias"),
+        ("mapping_changed", "remove", "dashboard"),
+    ]
+
+
+async def test_adding_a_non_default_dashboard_revokes_nothing(client, settings, mapped) -> None:
+    """With a default in place, `tenants add` without --default changes no cached answer: it
+    revokes nothing and writes no tokens_revoked row, only mapping_changed."""
+    await fetch(client, DEFAULT)
+    code, out, err = await gateway_cli(
+        settings,
+        "tenants",
+        "add",
+        "--tenant",
+        "org-123",
+        "--workspace",
+        "workspace-456",
+        "--dashboard",
+        "dashboard-third",
+    )
+    assert code == 0, err
+    assert "no cached token needed revoking" in out
+    assert await event_of(mapped, await fetch(client, DEFAULT)) == ("token_reused", True)
+    events = await mapped.fetch("SELECT event, detail FROM audit_events WHERE status = 0")
+    assert [r["event"] for r in events] == ["mapping_changed"]
+    assert '"revoked": null' in events[0]["detail"]
 
 
 async def test_tenant_command_without_redis_says_so(settings, mapped) -> None:
@@ -186,7 +222,7 @@ async def test_adding_a_second_dashboard_purges_the_default_entry(client, settin
         settings, "tenants", "add", "--tenant", "org-5", "--workspace", "ws-5", "--dashboard", "two"
     )
     assert code == 0, err
-    assert "purged 1 cached default-dashboard token(s)" in out
+    assert "revoked cached default-dashboard tokens of org-5 / ws-5" in out
     again = await client.post(
         V1, json={"tenant_id": "org-5", "workspace_id": "ws-5"}, headers=auth(tenant="org-5")
     )

@@ -14,8 +14,8 @@ from gateway.settings import Settings
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.request import TokenRequest
-from gateway.tokens.store import TokenCache
 from tests.helpers import SIGNING_SECRET
+from tests.tokens import build
 
 
 class Clock:
@@ -38,17 +38,12 @@ async def parts(settings: Settings, db: asyncpg.Connection) -> AsyncIterator[tup
     await pool.close()
 
 
-def make_issuer(parts: tuple, clock: Clock, ttl: int = 3600, buffer: int = 300) -> TokenIssuer:
+def make_issuer(
+    parts: tuple, clock: Clock, ttl: int = 3600, buffer: int = 300, **kw
+) -> TokenIssuer:
     pool, client, settings = parts
-    return TokenIssuer(
-        pool=pool,
-        cache=TokenCache(client, buffer, 2.0),
-        signing_secret=SIGNING_SECRET,
-        api_key_id="key-1",
-        token_ttl=ttl,
-        refresh_buffer=buffer,
-        redis_prefix=settings.redis_prefix,
-        clock=clock,
+    return build.make_issuer(
+        pool, client, settings.redis_prefix, clock=clock, token_ttl=ttl, buffer=buffer, **kw
     )
 
 
@@ -92,28 +87,36 @@ async def test_single_flight_one_lookup_for_concurrent_misses(parts) -> None:
 
 
 async def test_nx_race_returns_the_winners_token(parts) -> None:
-    """Two issuers (think: two instances) missing at once agree on one token via SET NX."""
+    """Two issuers (think: two instances) both mint and reach SET NX; the loser hands out the
+    winner's token, so both agree on one."""
     now = Clock(__import__("time").time())
-    a, b = make_issuer(parts, now), make_issuer(parts, now)
+    arrived = 0
+    both_minted = asyncio.Event()
+
+    async def before_mint(_subject: str | None, _tenant: str) -> None:
+        # Hold each contender just before its mint until the other is there too, so both miss
+        # in Redis and both reach SET NX: the race happens on every run, not by luck.
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            both_minted.set()
+        await asyncio.wait_for(both_minted.wait(), 10)
+
+    minters: list = []
+    a = make_issuer(parts, now, before_mint=before_mint, minter=minters)
+    b = make_issuer(parts, now, before_mint=before_mint, minter=minters)
     ra, rb = await asyncio.gather(a.issue(REQ), b.issue(REQ))
     assert ra.token.token == rb.token.token
+    assert [m.mints for m in minters] == [1, 1]  # both contenders minted and reached SET NX
+    assert sum(m.races_lost for m in minters) == 1  # exactly one lost the race
+    assert sorted([ra.minted, rb.minted]) == [False, True]  # the loser serves the winner's
 
 
 async def test_rotated_signing_secret_never_serves_the_old_token(parts) -> None:
     """The cache key carries a fingerprint of the signing key, so a new key mints afresh."""
     clock = Clock(__import__("time").time())
     old = await make_issuer(parts, clock).issue(REQ)
-    pool, client, settings = parts
-    rotated = TokenIssuer(
-        pool=pool,
-        cache=TokenCache(client, 300, 2.0),
-        signing_secret=b"a-completely-different-signing-secret!!",
-        api_key_id="key-1",
-        token_ttl=3600,
-        refresh_buffer=300,
-        redis_prefix=settings.redis_prefix,
-        clock=clock,
-    )
+    rotated = make_issuer(parts, clock, signing_secret=b"a-completely-different-signing-secret!!")
     new = await rotated.issue(REQ)
     assert not new.cache_hit
     assert new.token.token != old.token.token
@@ -133,16 +136,7 @@ async def test_a_refused_shared_mint_does_not_refuse_other_subjects(parts) -> No
             await release.wait()
             raise RateLimited("mint limit", retry_after=7)
 
-    issuer = TokenIssuer(
-        pool=pool,
-        cache=TokenCache(client, 300, 2.0),
-        signing_secret=SIGNING_SECRET,
-        api_key_id="key-1",
-        token_ttl=3600,
-        refresh_buffer=300,
-        redis_prefix=settings.redis_prefix,
-        before_mint=before_mint,
-    )
+    issuer = build.make_issuer(pool, client, settings.redis_prefix, before_mint=before_mint)
     first = asyncio.create_task(issuer.issue(REQ, "over-limit"))
     await entered.wait()  # the shared mint is under way, held at the limiter
     second = asyncio.create_task(issuer.issue(REQ, "fine"))

@@ -10,10 +10,9 @@ import redis.asyncio as aioredis
 
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.issuer import TokenIssuer
-from gateway.tokens.local import LocalTokenCache
 from gateway.tokens.request import TokenRequest
-from gateway.tokens.store import TokenCache
-from tests.helpers import API_KEY_ID, SIGNING_SECRET
+from tests.helpers import API_KEY_ID
+from tests.tokens import build
 
 
 @pytest.fixture
@@ -28,16 +27,8 @@ async def deps(settings, database_url: str, db: asyncpg.Connection):
 
 def make_issuer(deps, settings, *, local_ttl: float) -> TokenIssuer:
     pool, client = deps
-    return TokenIssuer(
-        pool=pool,
-        cache=TokenCache(client, 300, 2.0),
-        signing_secret=SIGNING_SECRET,
-        api_key_id=API_KEY_ID,
-        token_ttl=3600,
-        refresh_buffer=300,
-        redis_prefix=settings.redis_prefix,
-        db_timeout=5.0,
-        local=LocalTokenCache(ttl=local_ttl, max_size=100, refresh_buffer=300),
+    return build.make_issuer(
+        pool, client, settings.redis_prefix, local_ttl=local_ttl, api_key_id=API_KEY_ID
     )
 
 

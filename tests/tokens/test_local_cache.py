@@ -11,11 +11,12 @@ import redis.asyncio as aioredis
 
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.format import EmbedToken
-from gateway.tokens.issuer import TokenIssuer
+from gateway.tokens.keys import KeyLayout
 from gateway.tokens.local import LocalTokenCache
 from gateway.tokens.request import TokenRequest
-from gateway.tokens.store import TokenCache
-from tests.helpers import API_KEY_ID, SIGNING_SECRET
+from gateway.tokens.revocation import revoke_tenant
+from tests.helpers import API_KEY_ID
+from tests.tokens import build
 
 REQUEST = TokenRequest(tenant_id="org-123", workspace_id="workspace-456", dashboard_id=None)
 
@@ -74,29 +75,27 @@ async def pool(database_url: str, db: asyncpg.Connection) -> asyncpg.Pool:
 
 
 def issuer(pool, redis_client, settings, clock, *, ttl: float, token_ttl: int = 3600, buffer=300):
-    return TokenIssuer(
-        pool=pool,
-        cache=TokenCache(redis_client, buffer, 2.0),
-        signing_secret=SIGNING_SECRET,
-        api_key_id=API_KEY_ID,
-        token_ttl=token_ttl,
-        refresh_buffer=buffer,
-        redis_prefix=settings.redis_prefix,
-        db_timeout=5.0,
+    return build.make_issuer(
+        pool,
+        redis_client,
+        settings.redis_prefix,
         clock=clock,
-        local=LocalTokenCache(ttl=ttl, max_size=100, refresh_buffer=buffer),
+        token_ttl=token_ttl,
+        buffer=buffer,
+        local_ttl=ttl,
+        api_key_id=API_KEY_ID,
     )
 
 
-async def test_a_purge_reaches_the_worker_within_the_bound(pool, redis_client, settings) -> None:
-    """After the Redis key is deleted the local copy serves at most ttl more, then a new mint."""
+async def test_a_revocation_reaches_the_worker_within_the_bound(
+    pool, redis_client, settings
+) -> None:
+    """After a revocation in Redis the local copy serves at most ttl more, then a new mint."""
     clock = Clock()
     gw = issuer(pool, redis_client, settings, clock, ttl=5)
     first = await gw.issue(REQUEST)
     assert not first.cache_hit
-    deleted = await redis_client.delete(gw.key("workspace-456", "org-123", "*"))
-    deleted += await redis_client.delete(gw.key("workspace-456", "org-123", "dashboard-789"))
-    assert deleted == 2
+    assert await revoke_tenant(redis_client, KeyLayout(settings.redis_prefix), "org-123") == 1
     again = await gw.issue(REQUEST)  # no Redis round trip: the local copy, within its bound
     assert again.cache_hit
     assert again.token == first.token
