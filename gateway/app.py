@@ -87,14 +87,14 @@ async def _verifier(app: web.Application) -> AsyncIterator[None]:
 
 async def _postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await _pool(settings, settings.database_url)
+    pool = await create_db_pool(settings, settings.database_url)
     with contextlib.suppress(*CONNECTION_ERRORS):
         async with asyncio.timeout(settings.db_timeout), pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
     app[DB_POOL] = pool
     read_pool = None
     if settings.database_read_url is not None:
-        read_pool = await _pool(settings, settings.database_read_url)
+        read_pool = await create_db_pool(settings, settings.database_read_url)
     app[DB_READ_POOL] = read_pool
     yield
     if read_pool is not None:
@@ -102,7 +102,8 @@ async def _postgres(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
-async def _pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+async def create_db_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """A pool for the request path and the audit writer (also the read replica's)."""
     return await asyncpg.create_pool(
         dsn,
         # No connection at creation: the gateway starts (and serves cache hits) while PostgreSQL
@@ -113,7 +114,17 @@ async def _pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         # Prepared statements kept across requests (the lookup is the only hot query); 0 behind
         # PgBouncer in transaction mode, where a statement cannot outlive its transaction.
         statement_cache_size=settings.db_statement_cache_size,
+        # No reset query on release. asyncpg's default runs `pg_advisory_unlock_all(); CLOSE ALL;
+        # UNLISTEN *; RESET ALL` on every release, a second round trip inside each lookup; the
+        # gateway leaves no session state behind (transaction-level advisory locks, SET LOCAL,
+        # an ON COMMIT DROP staging table, no LISTEN or cursors), and asyncpg still rolls back an
+        # open transaction before its reset hook runs.
+        reset=_no_session_state,
     )
+
+
+async def _no_session_state(_conn: asyncpg.Connection) -> None:
+    return None
 
 
 def redis_target(settings: Settings) -> RedisTarget:
