@@ -3,7 +3,6 @@ for fault tests (from the same starter as `gateway dev`), the real app."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pathlib
 import shutil
@@ -12,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -22,17 +20,11 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.dev.child import ChildServer
 from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
-from gateway.ops.migrate import migrate
 from gateway.ops.serve import server_limits
 from gateway.settings import Settings
-from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET
+from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, throwaway_database
 from tests.jwks_server import AUDIENCE, ISSUER, JwksServer, test_keys
 from tests.proxy import TcpProxy
-
-
-def _with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 def _given_or_embedded(variable: str, server: type[ChildServer]) -> Iterator[str]:
@@ -91,27 +83,8 @@ def private_postgres() -> Iterator[EmbeddedPostgres]:
 @pytest.fixture(scope="session")
 def database_url(pg_server: str) -> Iterator[str]:
     """A database of this test run's own, migrated; dropped at the end."""
-    name = f"gw_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def setup(dsn: str) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = _with_database(pg_server, name)
-    asyncio.run(setup(dsn))
-    yield dsn
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with throwaway_database(pg_server, "gw_test_") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,19 @@ wait helper, `eventually`, from gateway.dev.wait)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import jwt
 
 from gateway.dev.wait import eventually
+from gateway.ops.migrate import migrate
 
 __all__ = [
     "API_KEY_ID",
@@ -86,3 +91,32 @@ def spooled_lines(directory: Path) -> int:
     if not directory.is_dir():
         return 0
     return sum(p.read_bytes().count(b"\n") for p in directory.glob("audit-*.jsonl"))
+
+
+def database_on(server: str, name: str) -> str:
+    """The DSN of database `name` on the server `server` names."""
+    return urlunsplit(urlsplit(server)._replace(path="/" + name))
+
+
+@contextlib.contextmanager
+def throwaway_database(server: str, prefix: str, sql: str | None = None) -> Iterator[str]:
+    """A migrated database of its own on `server` (then `sql` run in it), dropped afterwards."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    dsn = database_on(server, name)
+
+    async def run(target: str, *statements: str, migrated: bool = False) -> None:
+        conn = await asyncpg.connect(target)
+        try:
+            if migrated:
+                await migrate(conn)
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(server, f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(run(dsn, *([sql] if sql else []), migrated=True))
+        yield dsn
+    finally:
+        asyncio.run(run(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

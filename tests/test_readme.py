@@ -9,7 +9,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -20,7 +19,7 @@ from gateway.dev.server import banner
 from gateway.ops.migrate import migrate
 from gateway.settings import VARIABLES
 from gateway.tokens.directory import add_mapping
-from tests.helpers import auth, make_jwt
+from tests.helpers import auth, database_on, make_jwt, throwaway_database
 from tests.readme import README, check, examples
 
 # A hand-made audit trail, relative to now() so the views' windows always see the same rows:
@@ -76,37 +75,11 @@ VIEW_QUERIES = [
 ]
 
 
-def _database(server: str, name: str) -> str:
-    return urlunsplit(urlsplit(server)._replace(path="/" + name))
-
-
 @pytest.fixture(scope="module")
 def audit_dsn(pg_server: str) -> Iterator[str]:
     """A throwaway database, migrated, holding DATA_SET."""
-    name = f"gw_readme_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_server)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def fill(dsn: str) -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await migrate(conn)
-            await conn.execute(DATA_SET)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    dsn = _database(pg_server, name)
-    try:
-        asyncio.run(fill(dsn))
+    with throwaway_database(pg_server, "gw_readme_", DATA_SET) as dsn:
         yield dsn
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _gateway(*args: str, dsn: str) -> str:
@@ -179,7 +152,7 @@ def test_audit_tail(audit_dsn: str) -> None:
 def test_audit_maintain_and_prune(pg_server: str) -> None:
     """`maintain` on a fresh database, then `prune` after ten days of old partitions."""
     name = f"gw_readme_{uuid.uuid4().hex[:10]}"
-    dsn = _database(pg_server, name)
+    dsn = database_on(pg_server, name)
 
     async def run(sql_or_days: str | int) -> None:
         conn = await asyncpg.connect(pg_server if isinstance(sql_or_days, str) else dsn)

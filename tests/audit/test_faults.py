@@ -22,18 +22,9 @@ from gateway.ops.metrics import Metrics
 from gateway.tokens.directory import add_mapping
 from tests.audit.journal_files import journal_lines
 from tests.helpers import auth, eventually
-from tests.proxy import TcpProxy
 
 V1 = "/api/v1/dashboards/iframe-token"
 BODY = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
-
-
-@pytest.fixture
-def proxied(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
-    """A cuttable TCP proxy in front of the test database, and the DSN through it."""
-    proxy, dsn = TcpProxy.for_dsn(database_url)
-    yield proxy, dsn
-    proxy.close()
 
 
 @pytest.fixture
