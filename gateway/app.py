@@ -20,8 +20,9 @@ from gateway.auth.verifier import JwtVerifier
 from gateway.http import handlers
 from gateway.http.assets import setup_assets
 from gateway.http.cors import setup_cors
-from gateway.http.middleware import gateway_middleware
+from gateway.http.middleware import edge_middleware
 from gateway.http.openapi import openapi_json
+from gateway.http.parser_refusals import setup_parser_refusals
 from gateway.http.state import (
     AUDIT,
     DB_POOL,
@@ -35,6 +36,7 @@ from gateway.http.state import (
     SETTINGS,
     VERIFIER,
 )
+from gateway.http.token_api import TOKEN_PATHS, setup_token_api
 from gateway.infra.breaker import CircuitBreaker
 from gateway.infra.dependency_errors import CONNECTION_ERRORS, REDIS_ERRORS, on_config_error
 from gateway.infra.ratelimit import MintLimiter, Rate, RequestLimiter
@@ -53,7 +55,7 @@ from gateway.tokens.tiers import TieredLookup
 
 log = logging.getLogger(__name__)
 
-TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
+__all__ = ["TOKEN_PATHS", "create_app"]
 WARM_REDIS_CONNECTIONS = 8
 
 
@@ -79,6 +81,7 @@ async def _verifier(app: web.Application) -> AsyncIterator[None]:
         # logged, not fatal: the background task keeps trying and requests get 503 meanwhile.
         await keys.refresh()
         app[VERIFIER] = JwtVerifier(settings, keys)
+        app[METRICS].track_jwks(lambda: keys.fetches, lambda: keys.failures)
         keys.start()
         yield
         # Before the session closes, or a last fetch would fail on a closed session.
@@ -279,7 +282,10 @@ async def _refresh_forever(metrics: Metrics) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway; no I/O happens until the app starts."""
-    app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[edge_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[JWT_CACHE] = JwtCache(max_size=settings.jwt_cache_size, max_ttl=settings.jwt_cache_ttl)
@@ -295,12 +301,14 @@ def create_app(settings: Settings) -> web.Application:
     )
     # After the cleanup contexts' start-up (aiohttp runs those first): app[REDIS] exists.
     app.on_startup.append(lambda app: log_unreachable(settings, app[REDIS].ping))
-    for path in TOKEN_PATHS:
-        app.router.add_post(path, handlers.issue_token)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/openapi.json", openapi_json)
     setup_assets(app)
+    # Middleware order: the edge (request id, errors, headers), CORS preflights (answered before
+    # the token API's audit: a preflight is not a token request), then the token API's audit.
     setup_cors(app, settings.cors_origins)
+    setup_token_api(app, handlers.issue_token)
+    setup_parser_refusals(app)
     return app

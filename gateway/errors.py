@@ -7,6 +7,36 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+# The one list of the contract's error codes (the OpenAPI enum and the HTTP layer import it):
+# the domain errors' codes below, then the two the router itself answers.
+ERROR_CODES = (
+    "invalid_request",
+    "unauthenticated",
+    "forbidden",
+    "dashboard_not_found",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "unavailable",
+    "internal_error",
+    "not_found",
+    "method_not_allowed",
+)
+# Audit events of requests to the token endpoint, then operators' events (not requests).
+TOKEN_EVENTS = (
+    "token_issued",
+    "token_reused",
+    "auth_failed",
+    "access_denied",
+    "dashboard_not_found",
+    "invalid_request",
+    "rate_limited",
+    "unavailable",
+    "internal_error",
+)
+OPERATOR_EVENTS = ("tokens_revoked", "mapping_changed")
+AUDIT_EVENTS = TOKEN_EVENTS + OPERATOR_EVENTS
+
 
 class GatewayError(Exception):
     """Base of every error a caller may see; `message` is safe to show them."""

@@ -15,20 +15,8 @@ import asyncpg
 from gateway.admin.audit_status import render
 from gateway.admin.connect import connect_database
 from gateway.audit.partitions import ensure_partitions, prune
+from gateway.errors import AUDIT_EVENTS as EVENTS
 
-EVENTS = (
-    "token_issued",
-    "token_reused",
-    "auth_failed",
-    "access_denied",
-    "dashboard_not_found",
-    "invalid_request",
-    "rate_limited",
-    "unavailable",
-    "internal_error",
-    "tokens_revoked",
-    "mapping_changed",
-)
 # (header, column, width); the last column takes what it needs.
 TAIL_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("TIME (UTC)", "occurred_at", 23),

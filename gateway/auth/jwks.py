@@ -20,6 +20,7 @@ import aiohttp
 import jwt
 import orjson
 
+from gateway.auth.key_strength import key_weakness
 from gateway.infra.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ def keys_from_jwks(document: Any, algorithms: Iterable[str]) -> KeySet:
             log.info("JWKS key skipped: not a public signature key with a sane kid")
             continue
         kid = jwk.get("kid")
+        if (weakness := key_weakness(jwk)) is not None:
+            log.warning("JWKS key %r refused as weak: %s", kid, weakness)
+            continue
         for alg in _implied_algorithms(jwk, allowed):
             try:
                 key = jwt.PyJWK(jwk, algorithm=alg)

@@ -11,7 +11,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+from gateway.errors import ERROR_CODES
+from gateway.tokens.request import ID_RULE
+
+ID_PATTERN = ID_RULE.pattern
 _ID = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": 128}
 _REQUEST_ID = {
     "description": "The caller's X-Request-ID when it sent a sane one, else a new one",
@@ -208,19 +211,7 @@ SPEC: dict[str, Any] = {
                         "properties": {
                             "code": {
                                 "type": "string",
-                                "enum": [
-                                    "invalid_request",
-                                    "unauthenticated",
-                                    "forbidden",
-                                    "dashboard_not_found",
-                                    "payload_too_large",
-                                    "unsupported_media_type",
-                                    "rate_limited",
-                                    "unavailable",
-                                    "internal_error",
-                                    "not_found",
-                                    "method_not_allowed",
-                                ],
+                                "enum": list(ERROR_CODES),
                             },
                             "message": {"type": "string"},
                         },

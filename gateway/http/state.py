@@ -8,7 +8,7 @@ from aiohttp import web
 from gateway.audit.writer import AuditWriter
 from gateway.auth.jwt_cache import JwtCache
 from gateway.auth.verifier import JwtVerifier
-from gateway.http.exchange import Exchange
+from gateway.http.token_record import TokenRecord
 from gateway.infra.breaker import CircuitBreaker
 from gateway.infra.ratelimit import RequestLimiter
 from gateway.infra.redis_client import AnyRedis
@@ -31,4 +31,4 @@ REQUEST_LIMITER = web.AppKey("request_limiter", RequestLimiter)
 REDIS_BREAKER = web.AppKey("redis_breaker", CircuitBreaker)
 
 REQUEST_ID = web.RequestKey("request_id", str)
-EXCHANGE = web.RequestKey("exchange", Exchange)
+TOKEN_RECORD = web.RequestKey("token_record", TokenRecord)

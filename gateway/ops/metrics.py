@@ -50,6 +50,12 @@ class Metrics:
             registry=r,
         )
         self.mints = Counter("gateway_tokens_minted", "Embed tokens minted", registry=r)
+        self.parser_refusals = Counter(
+            "gateway_parser_refusals",
+            "Requests the HTTP parser refused before any handler ran, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "gateway_jwt_failures", "Caller JWT verification failures", ["reason"], registry=r
         )
@@ -162,6 +168,18 @@ class Metrics:
             ["dependency", "state"],
             registry=r,
         )
+        self.jwks_fetches = Gauge(
+            "gateway_jwks_fetches",
+            "JWKS fetches attempted since start (a running count, read at scrape)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.jwks_fetch_failures = Gauge(
+            "gateway_jwks_fetch_failures",
+            "JWKS fetches that failed since start (a running count, read at scrape)",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
 
     def count(self, counter: Counter, *labels: str) -> None:
         """Increment a labelled counter by one."""
@@ -184,6 +202,11 @@ class Metrics:
         self.audit_journal_segments.set_function(segments)
         self.audit_oldest_unshipped.set_function(oldest_age)
         self.audit_spool_failing.set_function(lambda: 1 if failing() else 0)
+
+    def track_jwks(self, fetches: Callable[[], int], failures: Callable[[], int]) -> None:
+        """Report the JWKS fetcher's attempts and failures at scrape time."""
+        self.jwks_fetches.set_function(fetches)
+        self.jwks_fetch_failures.set_function(failures)
 
     def refresh(self) -> None:
         """Several workers: copy this worker's numbers to the shared files (every second)."""

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.ops.logs import configure_logging
 from gateway.ops.multiproc import enable as enable_shared_metrics
 from gateway.ops.multiproc import finish as finish_shared_metrics
+from gateway.ops.runner import run
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,18 +67,17 @@ def run_worker(
     """
     app = factory(settings)
     app.on_startup.append(_settle_gc)
-    web.run_app(
+    # Not web.run_app: it cannot give connections the app's own handler (ops/runner.py).
+    run(
         app,
+        loop=_new_loop(),
         host=None if sock else settings.host,
         port=None if sock else settings.port,
         sock=sock,
+        on_listening=on_listening,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
         keepalive_timeout=settings.keepalive_timeout,
-        loop=_new_loop(),
-        # run_app calls `print` once its sites listen: the moment to say "ready".
-        print=None if on_listening is None else (lambda _msg: on_listening()),
-        handle_signals=True,
         **server_limits(settings),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 
 import pytest
@@ -52,11 +53,14 @@ async def connect(server):
 
 
 async def test_oversized_header_is_refused(connect) -> None:
-    """A header over GATEWAY_MAX_HEADER_SIZE is answered 400 before any handler runs (by
-    aiohttp's parser, so in its plain-text form, not the contract's JSON)."""
+    """A header over GATEWAY_MAX_HEADER_SIZE is refused by aiohttp's parser before any handler
+    runs, and still answered with the contract's JSON error (tests/scenarios/test_parser_*)."""
     request = f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * 4000}\r\n\r\n".encode()
-    _, head = await connect(request)
+    reader, head = await connect(request)
     assert head.split(b" ")[1] == b"400"
+    body = json.loads(await asyncio.wait_for(reader.read(), 5))
+    assert body["error"]["code"] == "invalid_request"
+    assert b"aaaa" not in head
 
 
 async def test_idle_keepalive_connection_is_closed(connect) -> None:
