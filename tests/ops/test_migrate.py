@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from gateway.ops.migrate import load_migrations, migrate
-from tests.conftest import _with_database
+from tests.helpers import database_on
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ async def empty_db(pg_server: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(pg_server)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _with_database(pg_server, name)
+        yield database_on(pg_server, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
