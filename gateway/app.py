@@ -241,7 +241,9 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
             api_key_id=settings.api_key_id,
             token_ttl=settings.token_ttl,
         ),
-        before_mint=limiter.before_mint,
+        # The subject's budget in its own call, the tenant's inside the store's share script.
+        before_mint=limiter.spend_subject,
+        budgets=limiter,
     )
     yield
 

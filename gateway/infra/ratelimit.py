@@ -1,7 +1,8 @@
 """Rate limits: global mint limits in Redis (GCRA), and a per-worker limit on all requests.
 
 The mint limiter answers for every instance at once, so it lives in Redis: the tenant's budget in
-the tenant's slot, the caller subject's in its own, each a single-key script (a Redis Cluster
+the tenant's slot, spent inside the token store's share script (`GCRA_SPEND`, one round trip with
+the store), the caller subject's in its own slot, a single-key script of its own (a Redis Cluster
 cannot run one script over two slots). The request limiter is a token bucket in this
 process's memory: refusing a caller who hammers cache hits must not cost a Redis round trip.
 """
@@ -49,6 +50,32 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
+
+
+# The same GCRA step for one key, as a Lua function another script (the token store's share
+# script, in the tenant's slot) calls: returns 0 when spent, else the ms to wait.
+GCRA_SPEND = """
+local function gcra_spend(key, interval, period)
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local tat = tonumber(redis.call('GET', key) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    local over = new_tat - now - period
+    if over > 0 then return over end
+    redis.call('SET', key, new_tat, 'PX', new_tat - now)
+    return 0
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One GCRA budget to spend inside another script: its key and rate in milliseconds."""
+
+    key: str
+    interval_ms: int
+    period_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +134,8 @@ class MintLimiter:
         """Spend one mint of the subject's and the tenant's budgets, or raise RateLimited.
 
         When Redis cannot answer, let the mint through (counted as "failed_open"), or raise
-        Unavailable when configured to fail closed.
+        Unavailable when configured to fail closed. (The request path spends the subject's with
+        `spend_subject` and the tenant's inside the store's share script, then `settle`s.)
         """
         # The subject's budget first: a caller over its own budget must not spend the tenant's.
         spent: list[bool] = []
@@ -117,6 +145,48 @@ class MintLimiter:
             spent.append(await self._spend(self._tenant_key(tenant_id), self._per_tenant))
         if spent:  # one decision per mint, however many budgets it took
             self._on_decision("mint", "allowed" if all(spent) else "failed_open")
+
+    async def spend_subject(self, subject: str | None, _tenant_id: str) -> None:
+        """Spend one mint of the subject's budget (its own slot), or raise RateLimited.
+
+        The decision for the mint is recorded by `settle`, once the tenant's budget is known; a
+        Redis failure here fails the request's later Redis calls too (the breaker), so `settle`
+        then sees the share script fail and decides fail open or closed.
+        """
+        if self._per_subject is not None and subject is not None:
+            await self._spend(self._subject_key(subject), self._per_subject)
+
+    def tenant_budget(self, tenant_id: str) -> Budget | None:
+        """The tenant's budget, for the share script to spend in the tenant's slot."""
+        if self._per_tenant is None:
+            return None
+        rate = self._per_tenant
+        return Budget(self._tenant_key(tenant_id), rate.interval_ms, rate.period_ms)
+
+    def settle(self, subject: str | None, wait_ms: int | None) -> None:
+        """Record the mint's decision from the share script's answer, raising when refused.
+
+        `wait_ms`: 0 spent (or no tenant budget), > 0 the tenant is over its budget, None the
+        script could not run (Redis failed: fail open, or Unavailable when failing closed).
+        """
+        if self._per_tenant is None and (self._per_subject is None or subject is None):
+            return  # no budget applies: no decision, as before_mint
+        if wait_ms is None:
+            if self._fail_closed:
+                self._on_decision("mint", "failed_closed")
+                raise Unavailable(
+                    "the rate limiter is unavailable", retry_after=1, reason="rate_limiter"
+                )
+            self._on_decision("mint", "failed_open")
+            return
+        if wait_ms > 0:
+            self._on_decision("mint", "limited")
+            raise RateLimited(
+                "too many tokens minted; retry later",
+                retry_after=math.ceil(wait_ms / 1000),
+                reason="mint_limit",
+            )
+        self._on_decision("mint", "allowed")
 
     async def _spend(self, key: str, rate: Rate) -> bool:
         """True when spent, False when Redis could not answer and the limit fails open."""
