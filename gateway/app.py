@@ -38,6 +38,7 @@ from gateway.http.state import (
 from gateway.infra.breaker import CircuitBreaker
 from gateway.infra.dependency_errors import CONNECTION_ERRORS, REDIS_ERRORS, on_config_error
 from gateway.infra.ratelimit import MintLimiter, Rate, RequestLimiter
+from gateway.infra.redis_batch import RedisBatcher
 from gateway.infra.redis_client import create_redis
 from gateway.ops.dependencies import log_unreachable
 from gateway.ops.metrics import Metrics, multiprocess
@@ -197,6 +198,10 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     layout = KeyLayout(settings.redis_prefix)
+    # Concurrent requests' Redis calls go out as one pipeline per loop turn under one deadline
+    # (bench/redis_calls.py: at 64 concurrent, a third of the client CPU per call, 2.3-2.5x the
+    # calls per second; at 1 concurrent about 10% dearer).
+    batcher = RedisBatcher(app[REDIS], timeout=settings.redis_timeout)
     limiter = MintLimiter(
         app[REDIS],
         tenant_key=layout.tenant_budget,
@@ -207,6 +212,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         breaker=app[REDIS_BREAKER],
         fail_closed=settings.rate_limit_fail_closed,
         on_decision=lambda limiter, decision: metrics.count(metrics.rate_limit, limiter, decision),
+        batcher=batcher,
     )
     store = TokenStore(
         app[REDIS],
@@ -214,6 +220,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         settings.redis_timeout,
         breaker=app[REDIS_BREAKER],
         on_lookup=lambda result: metrics.count(metrics.cache_lookups, "redis", result),
+        batcher=batcher,
     )
     local = LocalTokenCache(
         ttl=settings.local_cache_ttl,
@@ -246,6 +253,8 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         budgets=limiter,
     )
     yield
+    # Before the Redis client closes (cleanup runs in reverse): batches in flight finish.
+    await batcher.aclose()
 
 
 def _per_minute(limit: int) -> Rate | None:

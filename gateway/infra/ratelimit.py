@@ -22,6 +22,7 @@ from gateway.errors import RateLimited, Unavailable
 from gateway.infra.breaker import CircuitBreaker, CircuitOpen
 from gateway.infra.dependency_errors import REDIS_ERRORS, note_redis_error
 from gateway.infra.lru import ExpiringLru
+from gateway.infra.redis_batch import RedisBatcher, ScriptCall
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +120,13 @@ class MintLimiter:
         breaker: CircuitBreaker,
         fail_closed: bool = False,
         on_decision: DecisionListener | None = None,
+        batcher: RedisBatcher | None = None,
     ) -> None:
-        self._script = client.register_script(GCRA_SCRIPT)
+        self._script = ScriptCall(client, GCRA_SCRIPT, timeout=timeout, batcher=batcher)
         self._tenant_key = tenant_key
         self._subject_key = subject_key
         self._per_subject = per_subject
         self._per_tenant = per_tenant
-        self._timeout = timeout
         self._breaker = breaker
         self._fail_closed = fail_closed
         self._on_decision = on_decision or (lambda _limiter, _decision: None)
@@ -192,8 +193,8 @@ class MintLimiter:
         """True when spent, False when Redis could not answer and the limit fails open."""
         try:
             wait_ms = await self._breaker.call(
-                lambda: self._script(keys=[key], args=[rate.interval_ms, rate.period_ms]),
-                timeout=self._timeout,
+                lambda: self._script([key], [rate.interval_ms, rate.period_ms]),
+                timeout=self._script.deadline,
                 errors=REDIS_ERRORS,
             )
         except (CircuitOpen, *REDIS_ERRORS, TimeoutError) as exc:

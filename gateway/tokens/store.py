@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.infra.breaker import CircuitBreaker, CircuitOpen
 from gateway.infra.dependency_errors import REDIS_ERRORS, note_redis_error
 from gateway.infra.ratelimit import GCRA_SPEND, Budget
+from gateway.infra.redis_batch import RedisBatcher, ScriptCall
 from gateway.tokens.format import EmbedToken, is_reusable
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ class TokenStore:
     """Redis-backed entries; every call is bounded by a deadline and a Redis fault is a miss.
 
     Calls go through the breaker: while it is open they are skipped at once, not timed out.
+    With a batcher, concurrent calls share one pipeline and its one deadline.
     """
 
     def __init__(
@@ -170,11 +172,11 @@ class TokenStore:
         *,
         breaker: CircuitBreaker | None = None,
         on_lookup: LookupListener | None = None,
+        batcher: RedisBatcher | None = None,
     ) -> None:
-        self._get = client.register_script(GET_SCRIPT)
-        self._share = client.register_script(SHARE_SCRIPT)
+        self._get = ScriptCall(client, GET_SCRIPT, timeout=timeout, batcher=batcher)
+        self._share = ScriptCall(client, SHARE_SCRIPT, timeout=timeout, batcher=batcher)
         self._buffer = refresh_buffer
-        self._timeout = timeout
         # A breaker that never opens keeps the no-breaker case on the same code path.
         self._breaker = breaker or CircuitBreaker("redis", threshold=2**31)
         self._on_lookup = on_lookup or (lambda _result: None)
@@ -185,7 +187,7 @@ class TokenStore:
         args = [where.alias_field, where.dashboard_field, "1" if where.alias else "0"]
         try:
             raw, observed, changed = await self._breaker.call(
-                lambda: self._get(keys=keys, args=args), timeout=self._timeout, errors=REDIS_ERRORS
+                lambda: self._get(keys, args), timeout=self._get.deadline, errors=REDIS_ERRORS
             )
         except CircuitOpen:
             self._on_lookup("skipped")
@@ -230,8 +232,8 @@ class TokenStore:
         ]
         try:
             reply = await self._breaker.call(
-                lambda: self._share(keys=keys, args=args),
-                timeout=self._timeout,
+                lambda: self._share(keys, args),
+                timeout=self._share.deadline,
                 errors=REDIS_ERRORS,
             )
         except CircuitOpen:
