@@ -26,35 +26,11 @@ from gateway.infra.redis_batch import RedisBatcher, ScriptCall
 
 log = logging.getLogger(__name__)
 
-# GCRA over any number of keys, all or nothing. ARGV: [interval_ms, period_ms] per key.
-# A key holds its "theoretical arrival time" (TAT); a request is allowed while the new TAT stays
-# within one period of now, which allows `limit` requests at once and then one per interval.
-# The clock is Redis's own (TIME), so every gateway instance agrees on it.
-GCRA_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local new_tats = {}
-local wait = 0
-for i, key in ipairs(KEYS) do
-    local interval = tonumber(ARGV[2 * i - 1])
-    local period = tonumber(ARGV[2 * i])
-    local tat = tonumber(redis.call('GET', key) or now)
-    if tat < now then tat = now end
-    local new_tat = tat + interval
-    local over = new_tat - now - period
-    if over > wait then wait = over end
-    new_tats[i] = new_tat
-end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-    redis.call('SET', key, new_tats[i], 'PX', new_tats[i] - now)
-end
-return 0
-"""
-
-
-# The same GCRA step for one key, as a Lua function another script (the token store's share
-# script, in the tenant's slot) calls: returns 0 when spent, else the ms to wait.
+# GCRA for one key, as a Lua function a script calls (the token store's share script calls it for
+# the tenant's budget, in the tenant's slot): 0 when spent, else the ms to wait. ARGV: interval
+# ms, period ms. A key holds its "theoretical arrival time" (TAT); a request is allowed while the
+# new TAT stays within one period of now, which allows `limit` requests at once and then one per
+# interval. The clock is Redis's own (TIME), so every gateway instance agrees on it.
 GCRA_SPEND = """
 local function gcra_spend(key, interval, period)
     local t = redis.call('TIME')
@@ -68,6 +44,8 @@ local function gcra_spend(key, interval, period)
     return 0
 end
 """
+# One budget on its own (the caller subject's, in its own slot). KEYS: budget. ARGV: as above.
+GCRA_SCRIPT = GCRA_SPEND + "return gcra_spend(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +84,11 @@ KeyFor = Callable[[str], str]
 
 
 class MintLimiter:
-    """Global mint limits per caller subject and per tenant, each one atomic script in Redis."""
+    """Global mint limits per caller subject and per tenant, in Redis.
+
+    The subject's budget is spent by its own script (`spend_subject`); the tenant's inside the
+    token store's share script (`tenant_budget`), whose answer `settle` turns into a decision.
+    """
 
     def __init__(
         self,
@@ -130,22 +112,6 @@ class MintLimiter:
         self._breaker = breaker
         self._fail_closed = fail_closed
         self._on_decision = on_decision or (lambda _limiter, _decision: None)
-
-    async def before_mint(self, subject: str | None, tenant_id: str) -> None:
-        """Spend one mint of the subject's and the tenant's budgets, or raise RateLimited.
-
-        When Redis cannot answer, let the mint through (counted as "failed_open"), or raise
-        Unavailable when configured to fail closed. (The request path spends the subject's with
-        `spend_subject` and the tenant's inside the store's share script, then `settle`s.)
-        """
-        # The subject's budget first: a caller over its own budget must not spend the tenant's.
-        spent: list[bool] = []
-        if self._per_subject is not None and subject is not None:
-            spent.append(await self._spend(self._subject_key(subject), self._per_subject))
-        if self._per_tenant is not None:
-            spent.append(await self._spend(self._tenant_key(tenant_id), self._per_tenant))
-        if spent:  # one decision per mint, however many budgets it took
-            self._on_decision("mint", "allowed" if all(spent) else "failed_open")
 
     async def spend_subject(self, subject: str | None, _tenant_id: str) -> None:
         """Spend one mint of the subject's budget (its own slot), or raise RateLimited.
@@ -171,7 +137,7 @@ class MintLimiter:
         script could not run (Redis failed: fail open, or Unavailable when failing closed).
         """
         if self._per_tenant is None and (self._per_subject is None or subject is None):
-            return  # no budget applies: no decision, as before_mint
+            return  # no budget applies: no decision
         if wait_ms is None:
             if self._fail_closed:
                 self._on_decision("mint", "failed_closed")
