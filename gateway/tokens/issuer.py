@@ -25,7 +25,7 @@ from gateway.tokens.store import EntryKey, Lookup
 from gateway.tokens.tiers import TieredLookup
 
 Clock = Callable[[], float]
-LANDED_SECONDS = 5.0
+LANDED_SECONDS = 1.0  # far above a Redis read's deadline (GATEWAY_REDIS_TIMEOUT)
 # Called with (caller subject, tenant) just before a mint; raises to refuse it (the subject's
 # mint budget, in its own Redis slot).
 BeforeMint = Callable[[str | None, str], Awaitable[None]]
@@ -82,10 +82,10 @@ class TokenIssuer:
         self._budgets = budgets
         self._clock = clock
         self._flight: SingleFlight[Issued] = SingleFlight()
-        # Flights that ended lately: key -> (flight number, result). A caller whose Redis read
-        # was under way when its key's flight ended takes that result, as a caller that joined
-        # the flight would: without the second read the flight used to make, it would otherwise
-        # start a flight of its own (a second database lookup, and no `shared_mint`).
+        # Flights that stored a token lately: key -> (flight number, result). A caller whose
+        # Redis read missed while its key's flight was ending reads once more and, finding that
+        # token, is that flight's caller (`shared_mint`); without it, now that the flight makes
+        # no second read, it would start a flight of its own (a second database lookup).
         self._flights_ended = 0
         self._landed: dict[str, tuple[int, Issued]] = {}
 
@@ -130,12 +130,17 @@ class TokenIssuer:
         ended_before = self._flights_ended
         looked = await self._tiers.shared(where, now)
         landed = self._landed.get(where.key)
+        if looked.token is None and landed is not None and landed[0] > ended_before:
+            # Our read raced a flight of this key that stored a token: read again (only here),
+            # so a revocation since then is still seen, and take it as that flight's caller.
+            looked = await self._tiers.shared(where, self._clock())
+            if looked.token is not None and landed[1].token == looked.token:
+                issued = Issued(looked.token, cache_hit=False, shared_mint=landed[1].minted)
+                issued = issued if issued.shared_mint else Issued(looked.token, cache_hit=True)
+                self._tiers.remember(where, issued.token, self._clock())
+                return issued
         if looked.token is not None:
             issued = Issued(looked.token, cache_hit=True)
-        elif landed is not None and landed[0] > ended_before:
-            issued = landed[1]
-            if issued.minted:
-                issued = Issued(issued.token, cache_hit=False, shared_mint=True)
         else:
             joined = self._flight.running(where.key)
             issued = await self._shared_resolve(request, where, subject, looked)
@@ -191,7 +196,10 @@ class TokenIssuer:
             return self._land(where.key, Issued(shared.token, cache_hit=True))
         if budgets is not None:
             budgets.settle(subject, None if shared.outcome == "failed" else shared.wait_ms)
-        return self._land(where.key, Issued(token, cache_hit=False))
+        issued = Issued(token, cache_hit=False)
+        # Only a token Redis holds can be found by late readers; one not stored (a revocation
+        # during the mint, Redis failing) stays with this flight's callers.
+        return self._land(where.key, issued) if shared.outcome == "stored" else issued
 
     def _land(self, key: str, issued: Issued) -> Issued:
         self._flights_ended += 1
