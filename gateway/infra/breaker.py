@@ -106,18 +106,22 @@ class CircuitBreaker:
         self,
         fn: Callable[[], Awaitable[T]],
         *,
-        timeout: float,
+        timeout: float | None,
         errors: tuple[type[BaseException], ...],
     ) -> T:
         """Await `fn()` within `timeout`, counting `errors` and the deadline as failures.
 
-        Raises CircuitOpen without calling `fn` while the breaker is open.
+        `timeout=None` when `fn` keeps its own deadline (a batch of Redis commands shares one
+        timer, raising TimeoutError). Raises CircuitOpen without calling `fn` while open.
         """
         if id(self) in _failed_in_request.get() or not self.allow():
             raise CircuitOpen(self.name)
         try:
-            async with asyncio.timeout(timeout):
+            if timeout is None:
                 result = await fn()
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await fn()
         except (*errors, TimeoutError):
             self.failure()
             _failed_in_request.set(_failed_in_request.get() | {id(self)})

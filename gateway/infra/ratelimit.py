@@ -1,7 +1,8 @@
 """Rate limits: global mint limits in Redis (GCRA), and a per-worker limit on all requests.
 
 The mint limiter answers for every instance at once, so it lives in Redis: the tenant's budget in
-the tenant's slot, the caller subject's in its own, each a single-key script (a Redis Cluster
+the tenant's slot, spent inside the token store's share script (`GCRA_SPEND`, one round trip with
+the store), the caller subject's in its own slot, a single-key script of its own (a Redis Cluster
 cannot run one script over two slots). The request limiter is a token bucket in this
 process's memory: refusing a caller who hammers cache hits must not cost a Redis round trip.
 """
@@ -21,34 +22,39 @@ from gateway.errors import RateLimited, Unavailable
 from gateway.infra.breaker import CircuitBreaker, CircuitOpen
 from gateway.infra.dependency_errors import REDIS_ERRORS, note_redis_error
 from gateway.infra.lru import ExpiringLru
+from gateway.infra.redis_batch import RedisBatcher, ScriptCall
 
 log = logging.getLogger(__name__)
 
-# GCRA over any number of keys, all or nothing. ARGV: [interval_ms, period_ms] per key.
-# A key holds its "theoretical arrival time" (TAT); a request is allowed while the new TAT stays
-# within one period of now, which allows `limit` requests at once and then one per interval.
-# The clock is Redis's own (TIME), so every gateway instance agrees on it.
-GCRA_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local new_tats = {}
-local wait = 0
-for i, key in ipairs(KEYS) do
-    local interval = tonumber(ARGV[2 * i - 1])
-    local period = tonumber(ARGV[2 * i])
+# GCRA for one key, as a Lua function a script calls (the token store's share script calls it for
+# the tenant's budget, in the tenant's slot): 0 when spent, else the ms to wait. ARGV: interval
+# ms, period ms. A key holds its "theoretical arrival time" (TAT); a request is allowed while the
+# new TAT stays within one period of now, which allows `limit` requests at once and then one per
+# interval. The clock is Redis's own (TIME), so every gateway instance agrees on it.
+GCRA_SPEND = """
+local function gcra_spend(key, interval, period)
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     local tat = tonumber(redis.call('GET', key) or now)
     if tat < now then tat = now end
     local new_tat = tat + interval
     local over = new_tat - now - period
-    if over > wait then wait = over end
-    new_tats[i] = new_tat
+    if over > 0 then return over end
+    redis.call('SET', key, new_tat, 'PX', new_tat - now)
+    return 0
 end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-    redis.call('SET', key, new_tats[i], 'PX', new_tats[i] - now)
-end
-return 0
 """
+# One budget on its own (the caller subject's, in its own slot). KEYS: budget. ARGV: as above.
+GCRA_SCRIPT = GCRA_SPEND + "return gcra_spend(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """One GCRA budget to spend inside another script: its key and rate in milliseconds."""
+
+    key: str
+    interval_ms: int
+    period_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,11 @@ KeyFor = Callable[[str], str]
 
 
 class MintLimiter:
-    """Global mint limits per caller subject and per tenant, each one atomic script in Redis."""
+    """Global mint limits per caller subject and per tenant, in Redis.
+
+    The subject's budget is spent by its own script (`spend_subject`); the tenant's inside the
+    token store's share script (`tenant_budget`), whose answer `settle` turns into a decision.
+    """
 
     def __init__(
         self,
@@ -92,38 +102,65 @@ class MintLimiter:
         breaker: CircuitBreaker,
         fail_closed: bool = False,
         on_decision: DecisionListener | None = None,
+        batcher: RedisBatcher | None = None,
     ) -> None:
-        self._script = client.register_script(GCRA_SCRIPT)
+        self._script = ScriptCall(client, GCRA_SCRIPT, timeout=timeout, batcher=batcher)
         self._tenant_key = tenant_key
         self._subject_key = subject_key
         self._per_subject = per_subject
         self._per_tenant = per_tenant
-        self._timeout = timeout
         self._breaker = breaker
         self._fail_closed = fail_closed
         self._on_decision = on_decision or (lambda _limiter, _decision: None)
 
-    async def before_mint(self, subject: str | None, tenant_id: str) -> None:
-        """Spend one mint of the subject's and the tenant's budgets, or raise RateLimited.
+    async def spend_subject(self, subject: str | None, _tenant_id: str) -> None:
+        """Spend one mint of the subject's budget (its own slot), or raise RateLimited.
 
-        When Redis cannot answer, let the mint through (counted as "failed_open"), or raise
-        Unavailable when configured to fail closed.
+        The decision for the mint is recorded by `settle`, once the tenant's budget is known; a
+        Redis failure here fails the request's later Redis calls too (the breaker), so `settle`
+        then sees the share script fail and decides fail open or closed.
         """
-        # The subject's budget first: a caller over its own budget must not spend the tenant's.
-        spent: list[bool] = []
         if self._per_subject is not None and subject is not None:
-            spent.append(await self._spend(self._subject_key(subject), self._per_subject))
-        if self._per_tenant is not None:
-            spent.append(await self._spend(self._tenant_key(tenant_id), self._per_tenant))
-        if spent:  # one decision per mint, however many budgets it took
-            self._on_decision("mint", "allowed" if all(spent) else "failed_open")
+            await self._spend(self._subject_key(subject), self._per_subject)
+
+    def tenant_budget(self, tenant_id: str) -> Budget | None:
+        """The tenant's budget, for the share script to spend in the tenant's slot."""
+        if self._per_tenant is None:
+            return None
+        rate = self._per_tenant
+        return Budget(self._tenant_key(tenant_id), rate.interval_ms, rate.period_ms)
+
+    def settle(self, subject: str | None, wait_ms: int | None) -> None:
+        """Record the mint's decision from the share script's answer, raising when refused.
+
+        `wait_ms`: 0 spent (or no tenant budget), > 0 the tenant is over its budget, None the
+        script could not run (Redis failed: fail open, or Unavailable when failing closed).
+        """
+        if self._per_tenant is None and (self._per_subject is None or subject is None):
+            return  # no budget applies: no decision
+        if wait_ms is None:
+            if self._fail_closed:
+                self._on_decision("mint", "failed_closed")
+                raise Unavailable(
+                    "the rate limiter is unavailable", retry_after=1, reason="rate_limiter"
+                )
+            self._on_decision("mint", "failed_open")
+            return
+        if wait_ms > 0:
+            self._on_decision("mint", "limited")
+            raise RateLimited(
+                "too many tokens minted; retry later",
+                retry_after=math.ceil(wait_ms / 1000),
+                reason="mint_limit",
+            )
+        self._on_decision("mint", "allowed")
 
     async def _spend(self, key: str, rate: Rate) -> bool:
         """True when spent, False when Redis could not answer and the limit fails open."""
         try:
             wait_ms = await self._breaker.call(
-                lambda: self._script(keys=[key], args=[rate.interval_ms, rate.period_ms]),
-                timeout=self._timeout,
+                lambda: self._script([key], [rate.interval_ms, rate.period_ms]),
+                timeout=self._script.deadline,
                 errors=REDIS_ERRORS,
             )
         except (CircuitOpen, *REDIS_ERRORS, TimeoutError) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -122,3 +122,30 @@ def _fail(batch: Sequence[Waiter], exc: BaseException) -> None:
     for _command, future in batch:
         if not future.done():
             future.set_exception(exc)
+
+
+class ScriptCall:
+    """One Lua script, called through a batcher (the batch's one deadline) or on its own.
+
+    `deadline` is what the caller's breaker should put around a call: None through a batcher,
+    whose batch timer already bounds it (no timer per command), else the per-call timeout.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        source: str,
+        *,
+        timeout: float,
+        batcher: RedisBatcher | None = None,
+    ) -> None:
+        self._batcher = batcher
+        self._script = LuaScript(source)
+        self._registered = client.register_script(source)
+        self.deadline: float | None = None if batcher is not None else timeout
+
+    def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Awaitable[Any]:
+        """The script's reply (raises what Redis or the batch raised)."""
+        if self._batcher is not None:
+            return self._batcher.run_script(self._script, keys, args)
+        return self._registered(keys=keys, args=args)

@@ -7,23 +7,38 @@ and single flight (`infra/singleflight.py`) makes concurrent misses of one key s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.errors import RateLimited
+from gateway.infra.ratelimit import Budget
 from gateway.infra.singleflight import SingleFlight
 from gateway.tokens.format import EmbedToken
 from gateway.tokens.keys import DEFAULT_DASHBOARD, KeyLayout, alias_field, dashboard_field
 from gateway.tokens.minter import Minter
 from gateway.tokens.request import TokenRequest
 from gateway.tokens.resolver import DashboardResolver
-from gateway.tokens.store import EntryKey
+from gateway.tokens.store import EntryKey, Lookup
 from gateway.tokens.tiers import TieredLookup
 
 Clock = Callable[[], float]
-# Called with (caller subject, tenant) just before a mint; raises to refuse it (rate limits).
+LANDED_SECONDS = 1.0  # far above a Redis read's deadline (GATEWAY_REDIS_TIMEOUT)
+# Called with (caller subject, tenant) just before a mint; raises to refuse it (the subject's
+# mint budget, in its own Redis slot).
 BeforeMint = Callable[[str | None, str], Awaitable[None]]
+
+
+class TenantBudgets(Protocol):
+    """The tenant's mint budget, spent inside the store's share script (`MintLimiter`)."""
+
+    def tenant_budget(self, tenant_id: str) -> Budget | None:
+        """The budget the share script spends before storing a new token."""
+
+    def settle(self, subject: str | None, wait_ms: int | None) -> None:
+        """Record the mint's decision; raise RateLimited (wait_ms > 0) or Unavailable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +69,7 @@ class TokenIssuer:
         resolver: DashboardResolver,
         minter: Minter,
         before_mint: BeforeMint | None = None,
+        budgets: TenantBudgets | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._layout = layout
@@ -63,8 +79,15 @@ class TokenIssuer:
         self._resolver = resolver
         self._minter = minter
         self._before_mint = before_mint
+        self._budgets = budgets
         self._clock = clock
         self._flight: SingleFlight[Issued] = SingleFlight()
+        # Flights that stored a token lately: key -> (flight number, result). A caller whose
+        # Redis read missed while its key's flight was ending reads once more and, finding that
+        # token, is that flight's caller (`shared_mint`); without it, now that the flight makes
+        # no second read, it would start a flight of its own (a second database lookup).
+        self._flights_ended = 0
+        self._landed: dict[str, tuple[int, Issued]] = {}
 
     @property
     def api_key_id(self) -> str:
@@ -104,52 +127,92 @@ class TokenIssuer:
         if held is not None:
             # The hot path: no Redis or PostgreSQL round trip while this worker's copy is fresh.
             return Issued(held, cache_hit=True)
+        ended_before = self._flights_ended
         looked = await self._tiers.shared(where, now)
+        landed = self._landed.get(where.key)
+        if looked.token is None and landed is not None and landed[0] > ended_before:
+            # Our read raced a flight of this key that stored a token: read again (only here),
+            # so a revocation since then is still seen, and take it as that flight's caller.
+            looked = await self._tiers.shared(where, self._clock())
+            if looked.token is not None and landed[1].token == looked.token:
+                issued = Issued(looked.token, cache_hit=False, shared_mint=landed[1].minted)
+                issued = issued if issued.shared_mint else Issued(looked.token, cache_hit=True)
+                self._tiers.remember(where, issued.token, self._clock())
+                return issued
         if looked.token is not None:
             issued = Issued(looked.token, cache_hit=True)
         else:
             joined = self._flight.running(where.key)
-            issued = await self._shared_resolve(request, where, subject)
+            issued = await self._shared_resolve(request, where, subject, looked)
             if joined and issued.minted:
                 issued = Issued(issued.token, cache_hit=False, shared_mint=True)
         self._tiers.remember(where, issued.token, self._clock())
         return issued
 
     async def _shared_resolve(
-        self, request: TokenRequest, where: EntryKey, subject: str | None
+        self, request: TokenRequest, where: EntryKey, subject: str | None, looked: Lookup
     ) -> Issued:
+        def work() -> Awaitable[Issued]:
+            return self._resolve(request, where, subject, looked)
+
         try:
-            return await self._flight.run(where.key, lambda: self._resolve(request, where, subject))
+            issued = await self._flight.run(where.key, work)
         except RateLimited as exc:
             # The shared mint was refused for the subject that started it; another caller's own
-            # budget may still allow it, so it tries once more as itself.
+            # budget may still allow it, so it tries once more as itself. (A tenant over its
+            # budget carries no subject: every caller sharing the mint gets the 429.)
             if getattr(exc, "subject", subject) == subject:
                 raise
-            return await self._flight.run(where.key, lambda: self._resolve(request, where, subject))
-
-    async def _resolve(self, request: TokenRequest, where: EntryKey, subject: str | None) -> Issued:
-        # Checked again inside the flight: a token may have landed while we queued.
-        looked = await self._tiers.shared(where, self._clock())
-        if looked.token is not None:
-            return Issued(looked.token, cache_hit=True)
-        dashboard_id = await self._resolver.resolve(request, fresh=looked.recently_changed)
-        canonical, canonical_look = where, looked
-        if where.alias:
-            # A request for the default dashboard shares the token of an explicit request for it.
-            canonical = self.where(request.workspace_id, request.tenant_id, dashboard_id)
-            canonical_look = await self._tiers.shared(canonical, self._clock())
-        issued = None if canonical_look.token is None else Issued(canonical_look.token, True)
-        if issued is None:
-            await self._spend_budget(subject, request.tenant_id)
-            token, minted = await self._minter.mint_and_share(
-                request, dashboard_id, canonical, canonical_look.observed
-            )
-            issued = Issued(token, cache_hit=not minted)
-        if where.alias:
-            await self._tiers.store.put(
-                where, issued.token, self._clock(), only_if_absent=False, observed=looked.observed
-            )
+            return await self._flight.run(where.key, work)
         return issued
+
+    async def _resolve(
+        self, request: TokenRequest, where: EntryKey, subject: str | None, looked: Lookup
+    ) -> Issued:
+        # No second read here: the leader's own miss is the observation the share script checks
+        # against, and the script itself serves a token that landed meanwhile (one per key).
+        dashboard_id = await self._resolver.resolve(request, fresh=looked.recently_changed)
+        canonical, alias = where, None
+        if where.alias:
+            # A request for the default dashboard shares the token of an explicit request for it:
+            # the script returns the canonical entry when there is one and points the alias at it.
+            canonical = self.where(request.workspace_id, request.tenant_id, dashboard_id)
+            alias = where
+        # The subject's budget is its own single-key call before the script, not pipelined with
+        # it: it lives in another slot, so the script cannot see its answer, and sending both
+        # together would store (and let every instance serve) a token minted for a subject that
+        # was over its budget. Its cost: one more round trip on a miss, only with a subject limit.
+        await self._spend_budget(subject, request.tenant_id)
+        budgets = self._budgets
+        token, shared = await self._minter.mint_and_share(
+            request,
+            dashboard_id,
+            canonical,
+            alias=alias,
+            observed=looked.observed,
+            budget=None if budgets is None else budgets.tenant_budget(request.tenant_id),
+        )
+        if shared.token is not None:
+            return self._land(where.key, Issued(shared.token, cache_hit=True))
+        if budgets is not None:
+            budgets.settle(subject, None if shared.outcome == "failed" else shared.wait_ms)
+        issued = Issued(token, cache_hit=False)
+        # Only a token Redis holds can be found by late readers; one not stored (a revocation
+        # during the mint, Redis failing) stays with this flight's callers.
+        return self._land(where.key, issued) if shared.outcome == "stored" else issued
+
+    def _land(self, key: str, issued: Issued) -> Issued:
+        self._flights_ended += 1
+        number = self._flights_ended
+        self._landed[key] = (number, issued)
+        # Kept for as long as a read may take (its deadline is far below this), then dropped.
+        asyncio.get_running_loop().call_later(LANDED_SECONDS, self._forget, key, number)
+        return issued
+
+    def _forget(self, key: str, number: int) -> None:
+        held = self._landed.get(key)
+        if held is not None and held[0] == number:
+            del self._landed[key]
 
     async def _spend_budget(self, subject: str | None, tenant_id: str) -> None:
         if self._before_mint is None:

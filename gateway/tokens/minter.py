@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from gateway.infra.ratelimit import Budget
 from gateway.tokens.format import EmbedToken, mint_v1
 from gateway.tokens.request import TokenRequest
-from gateway.tokens.store import EntryKey, TokenStore
+from gateway.tokens.store import EntryKey, Shared, TokenStore
 
 Clock = Callable[[], float]
 
 
 class Minter:
-    """Signs new tokens, and stores them with SET NX so every instance hands out one per key."""
+    """Signs new tokens and shares them: the store's script keeps one token per key across
+    instances (an entry already there and still reusable wins)."""
 
     def __init__(
         self,
@@ -30,7 +32,7 @@ class Minter:
         self._ttl = token_ttl
         self._clock = clock
         self.mints = 0  # tokens signed by this minter; tests pin one mint per key with it
-        self.races_lost = 0  # SET NX found another instance's token first
+        self.races_lost = 0  # the share script found another instance's token first
 
     def mint(self, request: TokenRequest, dashboard_id: str, now: float) -> EmbedToken:
         """A new token for this request's tenant and workspace and the resolved dashboard."""
@@ -50,21 +52,24 @@ class Minter:
         )
 
     async def mint_and_share(
-        self, request: TokenRequest, dashboard_id: str, where: EntryKey, observed: str
-    ) -> tuple[EmbedToken, bool]:
-        """(token, minted here): ours when stored or not storable, else the race winner's."""
+        self,
+        request: TokenRequest,
+        dashboard_id: str,
+        canonical: EntryKey,
+        *,
+        alias: EntryKey | None,
+        observed: str,
+        budget: Budget | None,
+    ) -> tuple[EmbedToken, Shared]:
+        """Sign a token and hand it to the share script: (our token, what the script did).
+
+        Serve `shared.token` when the script found one ("found"), else ours.
+        """
         now = self._clock()
         token = self.mint(request, dashboard_id, now)
-        stored = await self._store.put(where, token, now, only_if_absent=True, observed=observed)
-        if stored is not False:
-            # Stored, or not storable (Redis unreachable, too short-lived, a revocation since
-            # the miss): ours it is, for this request only.
-            return token, True
-        # Another instance stored one first: prefer theirs while it is reusable, so every
-        # instance hands out the same token for a key.
-        self.races_lost += 1
-        winner = await self._store.get(where, self._clock())
-        if winner.token is not None:
-            return winner.token, False
-        await self._store.put(where, token, now, only_if_absent=False, observed=observed)
-        return token, True
+        shared = await self._store.share(
+            canonical, token, now, alias=alias, observed=observed, budget=budget
+        )
+        if shared.outcome == "found" and alias is None:
+            self.races_lost += 1
+        return token, shared

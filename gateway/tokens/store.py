@@ -20,6 +20,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.infra.breaker import CircuitBreaker, CircuitOpen
 from gateway.infra.dependency_errors import REDIS_ERRORS, note_redis_error
+from gateway.infra.ratelimit import GCRA_SPEND, Budget
+from gateway.infra.redis_batch import RedisBatcher, ScriptCall
 from gateway.tokens.format import EmbedToken, is_reusable
 
 log = logging.getLogger(__name__)
@@ -47,22 +49,53 @@ if entry and entry[4] == stamp then return {raw, observed, changed} end
 return {false, observed, changed}
 """
 
-# KEYS: entry, generations. ARGV: token, dashboard id, valid_until, ttl ms, nx flag, alias field,
-# alias flag, observed stamp (from the miss; '' to skip). Returns 1 stored, 0 kept an existing
-# entry (another instance won the race), -1 refused: a generation moved since the miss.
-PUT_SCRIPT = """
+# The whole write side of a miss in one script in the tenant's slot (one round trip): the
+# canonical entry if one stored under the current generations is still reusable (another
+# instance won the race, or an explicit request stored the default dashboard's token; the alias
+# is pointed at it and no budget is spent), else the tenant's mint budget, else store the new
+# token and its alias. The script is atomic, so "check then SET" needs no NX: one token per key.
+# KEYS: canonical entry, generations, tenant budget, [alias entry]. ARGV: token, dashboard id,
+# valid_until, now (s), refresh buffer (s), alias field, observed stamp ('' to skip), budget
+# interval ms (0: none), budget period ms. Returns {1} stored; {0, entry} reusable entry found;
+# {-1} not stored, a generation moved since the miss (a revocation: not lost); {-2, wait ms}
+# over the tenant's budget; {-3} not stored, too short-lived to reuse.
+SHARE_SCRIPT = (
+    GCRA_SPEND
+    + """
 local g = redis.call('HMGET', KEYS[2], 't', 'd:' .. ARGV[2], ARGV[6])
-if ARGV[8] ~= '' and ARGV[8] ~= (g[1] or '0') .. '.' .. (g[3] or '0') then return -1 end
-local stamp = (g[1] or '0') .. '.' .. (g[2] or '0')
-if ARGV[7] == '1' then stamp = stamp .. '.' .. (g[3] or '0') end
-local value = cjson.encode({ARGV[1], ARGV[2], tonumber(ARGV[3]), stamp})
-if ARGV[5] == '1' then
-    if redis.call('SET', KEYS[1], value, 'PX', ARGV[4], 'NX') then return 1 end
-    return 0
+local t, d, a = g[1] or '0', g[2] or '0', g[3] or '0'
+local stamp = t .. '.' .. d
+local now, buffer = tonumber(ARGV[4]), tonumber(ARGV[5])
+local alias = KEYS[4]
+local raw = redis.call('GET', KEYS[1])
+if raw then
+    local ok, e = pcall(cjson.decode, raw)
+    if ok and type(e) == 'table' and e[4] == stamp and type(e[3]) == 'number' then
+        local ttl = math.floor((e[3] - buffer - now) * 1000)
+        if ttl > 0 then
+            if alias then
+                local value = cjson.encode({e[1], e[2], e[3], stamp .. '.' .. a})
+                redis.call('SET', alias, value, 'PX', ttl)
+            end
+            return {0, raw}
+        end
+    end
 end
-redis.call('SET', KEYS[1], value, 'PX', ARGV[4])
-return 1
+if tonumber(ARGV[8]) > 0 then
+    local wait = gcra_spend(KEYS[3], tonumber(ARGV[8]), tonumber(ARGV[9]))
+    if wait > 0 then return {-2, wait} end
+end
+if ARGV[7] ~= '' and ARGV[7] ~= t .. '.' .. a then return {-1} end
+local ttl = math.floor((tonumber(ARGV[3]) - buffer - now) * 1000)
+if ttl <= 0 then return {-3} end
+redis.call('SET', KEYS[1], cjson.encode({ARGV[1], ARGV[2], tonumber(ARGV[3]), stamp}), 'PX', ttl)
+if alias then
+    local value = cjson.encode({ARGV[1], ARGV[2], tonumber(ARGV[3]), stamp .. '.' .. a})
+    redis.call('SET', alias, value, 'PX', ttl)
+end
+return {1}
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +108,20 @@ class EntryKey:
     alias_field: str
     dashboard_field: str  # the requested dashboard's field; '' for a default-dashboard alias
     alias: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What the share script did with a new token.
+
+    outcome: "stored"; "found" (`token` is the reusable entry already there); "not_stored" (a
+    generation moved since the miss, or too short-lived to share); "limited" (the tenant's
+    budget: `wait_ms`); "failed" (Redis did not answer, or the breaker is open).
+    """
+
+    outcome: str
+    token: EmbedToken | None = None
+    wait_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +161,7 @@ class TokenStore:
     """Redis-backed entries; every call is bounded by a deadline and a Redis fault is a miss.
 
     Calls go through the breaker: while it is open they are skipped at once, not timed out.
+    With a batcher, concurrent calls share one pipeline and its one deadline.
     """
 
     def __init__(
@@ -124,11 +172,11 @@ class TokenStore:
         *,
         breaker: CircuitBreaker | None = None,
         on_lookup: LookupListener | None = None,
+        batcher: RedisBatcher | None = None,
     ) -> None:
-        self._get = client.register_script(GET_SCRIPT)
-        self._put = client.register_script(PUT_SCRIPT)
+        self._get = ScriptCall(client, GET_SCRIPT, timeout=timeout, batcher=batcher)
+        self._share = ScriptCall(client, SHARE_SCRIPT, timeout=timeout, batcher=batcher)
         self._buffer = refresh_buffer
-        self._timeout = timeout
         # A breaker that never opens keeps the no-breaker case on the same code path.
         self._breaker = breaker or CircuitBreaker("redis", threshold=2**31)
         self._on_lookup = on_lookup or (lambda _result: None)
@@ -139,7 +187,7 @@ class TokenStore:
         args = [where.alias_field, where.dashboard_field, "1" if where.alias else "0"]
         try:
             raw, observed, changed = await self._breaker.call(
-                lambda: self._get(keys=keys, args=args), timeout=self._timeout, errors=REDIS_ERRORS
+                lambda: self._get(keys, args), timeout=self._get.deadline, errors=REDIS_ERRORS
             )
         except CircuitOpen:
             self._on_lookup("skipped")
@@ -156,46 +204,49 @@ class TokenStore:
         self._on_lookup("hit")
         return Lookup(entry, observed, bool(changed))
 
-    async def put(
+    async def share(
         self,
-        where: EntryKey,
+        canonical: EntryKey,
         token: EmbedToken,
         now: float,
         *,
-        only_if_absent: bool,
+        alias: EntryKey | None = None,
         observed: str = "",
-    ) -> bool | None:
-        """Store `token` until it stops being reusable; with only_if_absent, keep an existing one.
-
-        True when stored, False when an existing entry was kept (another process won the race),
-        None when nothing was stored (Redis unreachable, the token is not reusable, or a
-        generation moved since `observed`, i.e. a revocation happened meanwhile).
-        """
-        ttl_ms = reuse_window_ms(token.valid_until, now, self._buffer)
-        if ttl_ms <= 0:
-            return None
+        budget: Budget | None = None,
+    ) -> Shared:
+        """Store a new token under `canonical` (and `alias`) unless a reusable one is there,
+        spending `budget` first; one script, one round trip (see SHARE_SCRIPT)."""
+        keys = [canonical.key, canonical.generations, budget.key if budget else canonical.key]
+        if alias is not None:
+            keys.append(alias.key)
         args = [
             token.token,
             token.dashboard_id,
             token.valid_until,
-            ttl_ms,
-            "1" if only_if_absent else "0",
-            where.alias_field,
-            "1" if where.alias else "0",
+            f"{now:.6f}",
+            self._buffer,
+            canonical.alias_field,
             observed,
+            budget.interval_ms if budget else 0,
+            budget.period_ms if budget else 0,
         ]
         try:
-            stored = await self._breaker.call(
-                lambda: self._put(keys=[where.key, where.generations], args=args),
-                timeout=self._timeout,
+            reply = await self._breaker.call(
+                lambda: self._share(keys, args),
+                timeout=self._share.deadline,
                 errors=REDIS_ERRORS,
             )
         except CircuitOpen:
-            return None
+            return Shared("failed")
         except (*REDIS_ERRORS, TimeoutError) as exc:
             note_redis_error(exc, "token write")
-            return None
-        if int(stored) < 0:
+            return Shared("failed")
+        code = int(reply[0])
+        if code == 1:
+            return Shared("stored")
+        if code == -2:
+            return Shared("limited", wait_ms=int(reply[1]))
+        if code == -1:
             log.info("a revocation happened during a mint; the new token is not shared")
-            return None
-        return int(stored) == 1
+        found = decode_entry(reply[1]) if code == 0 else None
+        return Shared("not_stored") if found is None else Shared("found", found)

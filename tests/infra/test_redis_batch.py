@@ -10,6 +10,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from gateway.infra.redis_batch import BatchTimeout, LuaScript, RedisBatcher
+from gateway.infra.redis_client import create_redis
+from gateway.settings import RedisTarget
+from tests.topology import RedisClusterProcs
 
 INCR_BY = LuaScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
 
@@ -85,3 +88,28 @@ async def test_a_batch_past_its_deadline_fails_every_caller() -> None:
         server.close()
     assert [type(r) for r in results] == [BatchTimeout] * 3
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_cluster_batches_route_scripts_by_slot_and_load_them() -> None:
+    """On a 3-primary Redis Cluster: scripts on keys of 30 hash tags (every primary's slots) go
+    out in one batch, each EVALSHA reaches its key's node, and after SCRIPT FLUSH on every node
+    the scripts are loaded again where missing."""
+    nodes = RedisClusterProcs().start()
+    client = create_redis(RedisTarget(nodes.url, "t:", "cluster", None), timeout=2.0)
+    try:
+        batcher = RedisBatcher(client, timeout=5.0)
+        await client.script_flush()  # a cluster client sends it to every primary
+        keys = [f"t:{{tenant-{i}}}:n" for i in range(30)]
+        replies = await asyncio.gather(*(batcher.run_script(INCR_BY, [k], [3]) for k in keys))
+        assert replies == [3] * 30
+        assert [int(v) for v in [await client.get(k) for k in keys]] == [3] * 30
+        slots = {await client.cluster_keyslot(k) for k in keys}
+        assert len({client.nodes_manager.get_node_from_slot(s).name for s in slots}) == 3
+        before = batcher.batches_sent
+        assert (
+            await asyncio.gather(*(batcher.run_script(INCR_BY, [k], [1]) for k in keys)) == [4] * 30
+        )
+        assert batcher.batches_sent == before + 1  # scripts loaded: one pipeline, no retry
+    finally:
+        await client.aclose()
+        nodes.stop()

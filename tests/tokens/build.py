@@ -8,7 +8,7 @@ from collections.abc import Callable
 import asyncpg
 
 from gateway.infra.redis_client import AnyRedis
-from gateway.tokens.issuer import BeforeMint, TokenIssuer
+from gateway.tokens.issuer import BeforeMint, TenantBudgets, TokenIssuer
 from gateway.tokens.keys import KeyLayout, key_fingerprint
 from gateway.tokens.local import LocalTokenCache
 from gateway.tokens.minter import Minter
@@ -28,6 +28,7 @@ def make_issuer(
     buffer: int = 300,
     local_ttl: float = 0.0,
     before_mint: BeforeMint | None = None,
+    budgets: TenantBudgets | None = None,
     signing_secret: bytes = SIGNING_SECRET,
     api_key_id: str = "key-1",
     minter: list[Minter] | None = None,
@@ -53,5 +54,6 @@ def make_issuer(
         resolver=DashboardResolver(pool, timeout=5.0),
         minter=mint,
         before_mint=before_mint,
+        budgets=budgets,
         clock=clock,
     )
