@@ -276,7 +276,8 @@ def _per_minute(limit: int) -> Rate | None:
 
 
 async def _metrics_refresh(app: web.Application) -> AsyncIterator[None]:
-    # With several workers a scrape reads files, so polled gauges are copied there each second.
+    # With several workers a scrape reads files: each worker flushes its local numbers there
+    # once a second (and on every scrape it answers itself).
     task = asyncio.create_task(_refresh_forever(app[METRICS])) if multiprocess() else None
     yield
     if task is not None:
