@@ -120,3 +120,16 @@ def throwaway_database(server: str, prefix: str, sql: str | None = None) -> Iter
         yield dsn
     finally:
         asyncio.run(run(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def tenants_args(
+    action: str,
+    dashboard: str,
+    *,
+    tenant: str = "org-123",
+    workspace: str = "workspace-456",
+    default: bool = False,
+) -> list[str]:
+    """`gateway tenants add|remove` arguments for one mapping (the demo tenant by default)."""
+    args = ["tenants", action, "--tenant", tenant, "--workspace", workspace]
+    return [*args, "--dashboard", dashboard, *(["--default"] if default else [])]

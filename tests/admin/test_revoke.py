@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from gateway.tokens.directory import add_mapping
-from tests.helpers import audit_rows, auth
+from tests.helpers import audit_rows, auth, tenants_args
 from tests.servers import env_without_gateway
 
 V1 = "/api/v1/dashboards/iframe-token"
@@ -128,15 +128,7 @@ async def test_tenant_commands_revoke_affected_tokens(client, settings, mapped) 
     await fetch(client, OTHER)
     code, out, err = await gateway_cli(
         settings,
-        "tenants",
-        "add",
-        "--tenant",
-        "org-123",
-        "--workspace",
-        "workspace-456",
-        "--dashboard",
-        "dashboard-other",
-        "--default",
+        *tenants_args("add", "dashboard-other", default=True),
     )
     assert code == 0, err
     assert "revoked cached default-dashboard tokens of org-123 / workspace-456" in out
@@ -144,14 +136,7 @@ async def test_tenant_commands_revoke_affected_tokens(client, settings, mapped) 
 
     code, out, err = await gateway_cli(
         settings,
-        "tenants",
-        "remove",
-        "--tenant",
-        "org-123",
-        "--workspace",
-        "workspace-456",
-        "--dashboard",
-        "dashboard-other",
+        *tenants_args("remove", "dashboard-other"),
     )
     assert code == 0, err
     assert "revoked cached tokens of org-123 / dashboard-other" in out
@@ -173,14 +158,7 @@ async def test_adding_a_non_default_dashboard_revokes_nothing(client, settings, 
     await fetch(client, DEFAULT)
     code, out, err = await gateway_cli(
         settings,
-        "tenants",
-        "add",
-        "--tenant",
-        "org-123",
-        "--workspace",
-        "workspace-456",
-        "--dashboard",
-        "dashboard-third",
+        *tenants_args("add", "dashboard-third"),
     )
     assert code == 0, err
     assert "no cached token needed revoking" in out
@@ -194,14 +172,7 @@ async def test_tenant_command_without_redis_says_so(settings, mapped) -> None:
     """Without GATEWAY_REDIS_URL the mapping still changes and a note says nothing was purged."""
     code, out, err = await gateway_cli(
         settings,
-        "tenants",
-        "remove",
-        "--tenant",
-        "org-999",
-        "--workspace",
-        "workspace-456",
-        "--dashboard",
-        "dashboard-999",
+        *tenants_args("remove", "dashboard-999", tenant="org-999"),
         redis=False,
     )
     assert code == 0, err
@@ -235,15 +206,7 @@ async def test_tenant_change_saved_when_redis_is_down(settings, db) -> None:
     broken = replace(settings, redis_url="redis://127.0.0.1:1/0")
     code, out, err = await gateway_cli(
         broken,
-        "tenants",
-        "add",
-        "--tenant",
-        "org-6",
-        "--workspace",
-        "ws-6",
-        "--dashboard",
-        "d6",
-        "--default",
+        *tenants_args("add", "d6", tenant="org-6", workspace="ws-6", default=True),
     )
     assert code == 3, (out, err)
     assert "mapped org-6 / ws-6 -> d6" in out

@@ -11,6 +11,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
+from tests.helpers import tenants_args
 from tests.scenarios.scale import cli, instances
 from tests.topology import PGBOUNCER_INSTALLED, PgBouncerProc
 
@@ -69,15 +70,7 @@ async def test_tenant_commands_and_token_requests_through_pgbouncer(
     through = replace(settings, database_url=pgbouncer.dsn_for(settings.database_url))
     code, _out, err = await cli(
         through,
-        "tenants",
-        "add",
-        "--tenant",
-        "org-123",
-        "--workspace",
-        "workspace-456",
-        "--dashboard",
-        "dash-0",
-        "--default",
+        *tenants_args("add", "dash-0", default=True),
         **TRANSACTION_POOLING,
     )
     assert code == 0, err
@@ -86,14 +79,7 @@ async def test_tenant_commands_and_token_requests_through_pgbouncer(
             *(
                 cli(
                     through,
-                    "tenants",
-                    "add",
-                    "--tenant",
-                    "org-123",
-                    "--workspace",
-                    "workspace-456",
-                    "--dashboard",
-                    f"dash-{i}",
+                    *tenants_args("add", f"dash-{i}"),
                     **TRANSACTION_POOLING,
                 )
                 for i in range(batch, min(batch + 5, 20))
