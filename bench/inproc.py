@@ -1,0 +1,174 @@
+"""CPU per request of the server's own code, without sockets or a load generator.
+
+`python -m bench.inproc [--requests N] [--rounds R]`: the floor app (bench/floor_app.py) and the
+gateway (`create_app(settings)`, run through `gateway serve`'s runner) each get their requests
+as raw HTTP bytes fed to aiohttp's connection handler, whose answers go to a transport that only
+counts them. Every layer of aiohttp, the gateway's code and its real PostgreSQL/Redis run; what
+is left out is the kernel's socket work and wrk, which cost the same for both and are the noise
+of `bench.run` on a shared machine. Rounds alternate floor and gateway, and the figures are
+medians of process CPU time per request and their ratio (hit path: the local tier answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import uvloop
+from aiohttp import web
+
+from bench.floor_app import PATHS, answer
+from bench.servers import Launcher, scratch, services
+from bench.workload import PATH, WORKSPACE, caller_jwt, seed
+from gateway.app import create_app
+from gateway.ops.runner import GatewayRunner
+from gateway.settings import load_settings
+
+CONCURRENCY = 50  # connections, as wrk -c50
+PEER = ("127.0.0.1", 40000)
+
+
+class SinkTransport(asyncio.Transport):
+    """A connection's transport that counts the answers written to it and keeps nothing."""
+
+    def __init__(self, on_answer: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_answer = on_answer
+        self._closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Count each status line (aiohttp writes an answer's head in one piece)."""
+        if bytes(data[:9]) == b"HTTP/1.1 ":
+            if not bytes(data[9:10]) == b"2":
+                raise SystemExit(f"bench: non-2xx answer: {bytes(data[:200])!r}")
+            self._on_answer()
+
+    def writelines(self, chunks: object) -> None:
+        """Each chunk as write() would take it."""
+        for chunk in chunks:  # type: ignore[attr-defined]
+            self.write(chunk)
+
+    def is_closing(self) -> bool:
+        """Open until closed."""
+        return self._closing
+
+    def close(self) -> None:
+        """Closed: nothing more is written."""
+        self._closing = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        """The peer and socket addresses a TCP connection from 127.0.0.1 would report."""
+        return {"peername": PEER, "sockname": ("127.0.0.1", 8080)}.get(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        """Nothing is ever buffered."""
+        return 0
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """No buffer, no limits."""
+
+    def pause_reading(self) -> None:
+        """Nothing to pause."""
+
+    def resume_reading(self) -> None:
+        """Nothing to resume."""
+
+
+def raw_request(body: bytes, token: str) -> bytes:
+    """One keep-alive POST to the token path, as wrk's hit script sends it."""
+    return (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class Driver:
+    """`CONCURRENCY` connections to one app; each round sends one request on every one."""
+
+    def __init__(self, runner: web.BaseRunner, raw: bytes) -> None:
+        assert runner.server is not None
+        self._raw = raw
+        self._answered = 0
+        self._done: asyncio.Future[None] | None = None
+        self._want = 0
+        self._protocols = []
+        for _ in range(CONCURRENCY):
+            proto = runner.server()
+            proto.connection_made(SinkTransport(self._on_answer))
+            self._protocols.append(proto)
+
+    def _on_answer(self) -> None:
+        self._answered += 1
+        if self._answered == self._want and self._done is not None:
+            self._done.set_result(None)
+
+    async def run(self, requests: int) -> float:
+        """CPU seconds per request over `requests` requests."""
+        loop = asyncio.get_running_loop()
+        started = time.process_time()
+        sent = 0
+        while sent < requests:
+            self._done = loop.create_future()
+            self._want = self._answered + len(self._protocols)
+            for proto in self._protocols:
+                proto.data_received(self._raw)
+            await asyncio.wait_for(self._done, 30)
+            sent += len(self._protocols)
+        return (time.process_time() - started) / sent
+
+
+async def measure(env: dict[str, str], requests: int, rounds: int) -> None:
+    """Alternate floor and gateway rounds; print medians and the ratio."""
+    floor = web.Application()
+    floor.router.add_post(PATHS[0], answer)
+    gateway = create_app(load_settings(env))
+    token = caller_jwt("bench-hit", "user-1")
+    raw = raw_request(f'{{"tenant_id":"bench-hit","workspace_id":"{WORKSPACE}"}}'.encode(), token)
+    runners = [GatewayRunner(app, access_log=None) for app in (floor, gateway)]
+    for runner in runners:
+        await runner.setup()
+    try:
+        drivers = [Driver(runner, raw) for runner in runners]
+        for driver in drivers:  # warm: the first request mints, later ones hit the local tier
+            await driver.run(CONCURRENCY * 4)
+        figures: list[list[float]] = [[], []]
+        for _ in range(rounds):
+            for i, driver in enumerate(drivers):
+                figures[i].append(await driver.run(requests) * 1e6)
+        f, g = (statistics.median(x) for x in figures)
+        print(f"floor   {f:6.1f} us CPU/request (median of {rounds} rounds of {requests})")
+        print(f"gateway {g:6.1f} us CPU/request; {g / f:.2f} x floor, {g - f:.1f} us over it")
+        ratios = [b / a for a, b in zip(*figures, strict=True)]
+        print("ratio per round: " + " ".join(f"{r:.2f}" for r in ratios))
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def main() -> None:
+    """Set up PostgreSQL, Redis and one tenant, then measure the hit path in process."""
+    parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gw-inproc-") as tmp:
+        work = Path(tmp)
+        with services(args.database_url, args.redis_url, work) as (pg, rd), scratch(
+            pg, rd
+        ) as (dsn, prefix):
+            asyncio.run(seed(dsn, ["bench-hit"]))
+            env = Launcher(dsn, rd, prefix, work, args.env).env("inproc")
+            env.setdefault("GATEWAY_AUDIT_SPOOL_DIR", str(work / "journal"))
+            uvloop.run(measure(env, args.requests, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
