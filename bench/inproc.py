@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,10 +25,10 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from bench.apps import SWITCHES, factory
 from bench.floor_app import PATHS, answer
 from bench.servers import Launcher, scratch, services
 from bench.workload import PATH, WORKSPACE, caller_jwt, seed
-from gateway.app import create_app
 from gateway.ops.runner import GatewayRunner
 from gateway.settings import load_settings
 
@@ -122,18 +125,80 @@ class Driver:
         return (time.process_time() - started) / sent
 
 
-async def measure(env: dict[str, str], requests: int, rounds: int) -> None:
-    """Alternate floor and gateway rounds; print medians and the ratio."""
+class Callgrind:
+    """Instruction counts of this process run under `valgrind --tool=callgrind`: repeatable
+    whatever else the machine is doing, where CPU time is not."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self._dir = out_dir
+        self._dumps = 0
+
+    def _command(self, *args: str) -> None:
+        # callgrind_control talks to the valgrind core, which only listens while this process
+        # runs code: spin (a few million instructions, against billions measured) until it ends.
+        command = ["callgrind_control", *args, str(os.getpid())]
+        control = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while control.poll() is None:
+            sum(range(1000))
+
+    def zero(self) -> None:
+        """Start counting from zero."""
+        self._command("--zero")
+
+    def count(self) -> int:
+        """Instructions since the last zero (a dump resets the counters too)."""
+        before = set(self._dir.glob("callgrind.out.*"))
+        self._command("--dump")
+        (dump,) = set(self._dir.glob("callgrind.out.*")) - before
+        totals = re.search(r"^(?:totals|summary): (\d+)", dump.read_text(), re.MULTILINE)
+        dump.unlink()
+        if totals is None:
+            raise SystemExit(f"bench: no totals in {dump}")
+        return int(totals.group(1))
+
+
+async def count_instructions(
+    env: dict[str, str], off: tuple[str, ...], requests: int, out_dir: Path
+) -> None:
+    """Instructions per request of the floor and the gateway (run under callgrind)."""
+    grind = Callgrind(out_dir)
+    runners, drivers = await _start(env, off)
+    try:
+        for driver in drivers:  # warm
+            await driver.run(CONCURRENCY * 4)
+        counts = []
+        for driver in drivers:
+            grind.zero()
+            await driver.run(requests)
+            counts.append(grind.count() / requests)
+        f, g = counts
+        print(f"floor   {f / 1000:8.1f} k instructions/request")
+        print(f"gateway {g / 1000:8.1f} k instructions/request; {g / f:.2f} x floor")
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def _start(
+    env: dict[str, str], off: tuple[str, ...]
+) -> tuple[list[web.BaseRunner], list[Driver]]:
     floor = web.Application()
     floor.router.add_post(PATHS[0], answer)
-    gateway = create_app(load_settings(env))
+    gateway = factory(off)(load_settings(env))
     token = caller_jwt("bench-hit", "user-1")
     raw = raw_request(f'{{"tenant_id":"bench-hit","workspace_id":"{WORKSPACE}"}}'.encode(), token)
-    runners = [GatewayRunner(app, access_log=None) for app in (floor, gateway)]
+    runners: list[web.BaseRunner] = [
+        GatewayRunner(app, access_log=None) for app in (floor, gateway)
+    ]
     for runner in runners:
         await runner.setup()
+    return runners, [Driver(runner, raw) for runner in runners]
+
+
+async def measure(env: dict[str, str], off: tuple[str, ...], requests: int, rounds: int) -> None:
+    """Alternate floor and gateway rounds; print medians and the ratio."""
+    runners, drivers = await _start(env, off)
     try:
-        drivers = [Driver(runner, raw) for runner in runners]
         for driver in drivers:  # warm: the first request mints, later ones hit the local tier
             await driver.run(CONCURRENCY * 4)
         figures: list[list[float]] = [[], []]
@@ -145,6 +210,10 @@ async def measure(env: dict[str, str], requests: int, rounds: int) -> None:
         print(f"gateway {g:6.1f} us CPU/request; {g / f:.2f} x floor, {g - f:.1f} us over it")
         ratios = [b / a for a, b in zip(*figures, strict=True)]
         print("ratio per round: " + " ".join(f"{r:.2f}" for r in ratios))
+        # Another process only ever adds CPU time (cache misses, frequency): the quietest round
+        # of each is the steadiest figure on a shared machine.
+        fb, gb = min(figures[0]), min(figures[1])
+        print(f"best rounds: floor {fb:.1f} us, gateway {gb:.1f} us; {gb / fb:.2f} x floor")
     finally:
         for runner in runners:
             await runner.cleanup()
@@ -158,16 +227,29 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions instead (run as: valgrind --tool=callgrind --callgrind-out-file="
+        "DIR/callgrind.out.%%p python -m bench.inproc --callgrind --out DIR)",
+    )
+    parser.add_argument("--out", default=".", help="where callgrind writes its dumps")
+    parser.add_argument("--off", action="append", default=[], choices=sorted(SWITCHES))
     args = parser.parse_args()
+    off = tuple(args.off)
     with tempfile.TemporaryDirectory(prefix="gw-inproc-") as tmp:
         work = Path(tmp)
-        with services(args.database_url, args.redis_url, work) as (pg, rd), scratch(
-            pg, rd
-        ) as (dsn, prefix):
+        with (
+            services(args.database_url, args.redis_url, work) as (pg, rd),
+            scratch(pg, rd) as (dsn, prefix),
+        ):
             asyncio.run(seed(dsn, ["bench-hit"]))
             env = Launcher(dsn, rd, prefix, work, args.env).env("inproc")
             env.setdefault("GATEWAY_AUDIT_SPOOL_DIR", str(work / "journal"))
-            uvloop.run(measure(env, args.requests, args.rounds))
+            if args.callgrind:
+                uvloop.run(count_instructions(env, off, args.requests, Path(args.out)))
+            else:
+                uvloop.run(measure(env, off, args.requests, args.rounds))
 
 
 if __name__ == "__main__":
