@@ -141,27 +141,50 @@ def copy_line(e: AuditEvent) -> bytes:
 
 def row_line(row: Row) -> bytes:
     """A row as one text-COPY line, newline included."""
-    (event_id, occurred_at, event, status, request_id, subject, tenant, workspace, dashboard,
-     key, expires_at, sha, cache_hit, ip, agent, latency_ms, detail) = row  # fmt: skip
-    detail_text = None if detail is None else orjson.dumps(detail).decode()
-    texts = (event, request_id, subject, tenant, workspace, dashboard, key, sha, agent, detail_text)
+    detail = row[16]
+    texts = (row[2], row[4], row[14], None if detail is None else orjson.dumps(detail).decode())
     probe = "".join(filter(None, texts))
     if not probe.isprintable() or "\\" in probe:
         # Rare (hostile headers, JSON escapes): escape field by field.
         texts = tuple(None if t is None else _escape(t) for t in texts)
-    event, request_id, subject, tenant, workspace, dashboard, key, sha, agent, detail_text = texts
+    event, request_id, agent, detail_text = texts
+    ip = row[13]
+    latency_ms = row[15]
     return (
-        f"{event_id}\t{_timestamp(occurred_at)}\t{event}\t{status}\t{request_id}"
-        f"\t{NULL if subject is None else subject}\t{NULL if tenant is None else tenant}"
+        f"{row[0]}\t{_timestamp(row[1])}\t{event}\t{row[3]}\t{request_id}"
+        f"\t{_middle(*row[5:13])}"
+        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
+        f"\t{NULL if latency_ms is None else repr(float(latency_ms))}"
+        f"\t{NULL if detail_text is None else detail_text}\n"
+    ).encode()
+
+
+# The columns from subject to cache_hit repeat for every request served the same token by the
+# same caller: formatted once per worker (escape checks and timestamp included).
+@functools.lru_cache(maxsize=4096)
+def _middle(
+    subject: str | None,
+    tenant: str | None,
+    workspace: str | None,
+    dashboard: str | None,
+    key: str | None,
+    expires_at: float | datetime | None,
+    sha: str | None,
+    cache_hit: bool | None,
+) -> str:
+    texts = (subject, tenant, workspace, dashboard, key, sha)
+    probe = "".join(filter(None, texts))
+    if not probe.isprintable() or "\\" in probe:
+        texts = tuple(None if t is None else _escape(t) for t in texts)
+    subject, tenant, workspace, dashboard, key, sha = texts
+    return (
+        f"{NULL if subject is None else subject}\t{NULL if tenant is None else tenant}"
         f"\t{NULL if workspace is None else workspace}"
         f"\t{NULL if dashboard is None else dashboard}\t{NULL if key is None else key}"
         f"\t{NULL if expires_at is None else _timestamp(expires_at)}"
         f"\t{NULL if sha is None else sha}"
         f"\t{NULL if cache_hit is None else ('t' if cache_hit else 'f')}"
-        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
-        f"\t{NULL if latency_ms is None else repr(float(latency_ms))}"
-        f"\t{NULL if detail_text is None else detail_text}\n"
-    ).encode()
+    )
 
 
 def _escape(value: str) -> str:

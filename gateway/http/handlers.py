@@ -83,6 +83,9 @@ def _check_cookie_request(request: web.Request) -> None:
 def _credential(request: web.Request, settings: Settings) -> str:
     """The caller's JWT (Authorization, else the cookie when one is configured)."""
     authorization = request.headers.getall("Authorization", ())
+    if len(authorization) == 1 and authorization[0].startswith("Bearer ") and authorization[0][7:]:
+        # The usual spelling, as read_credential would read it, without building a Credential.
+        return authorization[0][7:]
     # Cookies are parsed only when no Authorization header is there to win over them.
     cookies = request.cookies if not authorization and settings.jwt_cookie else NO_COOKIES
     credential = read_credential(authorization, cookies, settings.jwt_cookie)
