@@ -213,6 +213,14 @@ class RequestLimiter:
         buckets = self._buckets
         bucket = buckets.get(caller)
         if bucket is None:
+            # Up to two of the longest-untouched buckets go if they are full again (the same as
+            # no bucket): the map holds about the callers of the last seconds, not every caller
+            # ever seen, and memory stays flat under a stream of new callers.
+            for _ in range(2):
+                oldest = next(iter(buckets.values()), None)
+                if oldest is None or oldest[2] > now:
+                    break
+                buckets.popitem(last=False)
             bucket = buckets[caller] = [burst, now, now]
             if len(buckets) > self._max_callers:
                 buckets.popitem(last=False)  # at worst an evicted caller gets a fresh bucket
@@ -231,3 +239,7 @@ class RequestLimiter:
         tokens -= 1.0
         bucket[0], bucket[1], bucket[2] = tokens, now, now + (burst - tokens) / rate
         self._on_decision("request", "allowed")
+
+    def __len__(self) -> int:
+        """Callers holding a bucket now."""
+        return len(self._buckets)
