@@ -141,22 +141,37 @@ def copy_line(e: AuditEvent) -> bytes:
 
 def row_line(row: Row) -> bytes:
     """A row as one text-COPY line, newline included."""
+    request_id = row[4]
+    if not request_id.isprintable() or "\\" in request_id:
+        request_id = _escape(request_id)
     detail = row[16]
-    texts = (row[2], row[4], row[14], None if detail is None else orjson.dumps(detail).decode())
-    probe = "".join(filter(None, texts))
-    if not probe.isprintable() or "\\" in probe:
-        # Rare (hostile headers, JSON escapes): escape field by field.
-        texts = tuple(None if t is None else _escape(t) for t in texts)
-    event, request_id, agent, detail_text = texts
-    ip = row[13]
     latency_ms = row[15]
     return (
-        f"{row[0]}\t{_timestamp(row[1])}\t{event}\t{row[3]}\t{request_id}"
-        f"\t{_middle(*row[5:13])}"
-        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
+        f"{row[0]}\t{_timestamp(row[1])}\t{_head(row[2], row[3])}\t{request_id}"
+        f"\t{_middle(*row[5:13])}\t{_tail(row[13], row[14])}"
         f"\t{NULL if latency_ms is None else repr(float(latency_ms))}"
-        f"\t{NULL if detail_text is None else detail_text}\n"
+        f"\t{NULL if detail is None else _text(orjson.dumps(detail).decode())}\n"
     ).encode()
+
+
+# Parts of a line that repeat from request to request are formatted (checked, escaped) once per
+# worker: the event and status; the client's address and user agent.
+@functools.lru_cache(maxsize=64)
+def _head(event: str, status: int) -> str:
+    return f"{_text(event)}\t{status}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _tail(ip: str | None, agent: str | None) -> str:
+    # An address PostgreSQL's inet would refuse would poison the row.
+    return f"{ip if ip is not None and _is_ip(ip) else NULL}\t{_text(agent)}"
+
+
+def _text(value: str | None) -> str:
+    if value is None:
+        return NULL
+    # Rare (hostile headers, JSON escapes): only such text is escaped.
+    return value if value.isprintable() and "\\" not in value else _escape(value)
 
 
 # The columns from subject to cache_hit repeat for every request served the same token by the
@@ -199,12 +214,12 @@ def _second(second: int) -> str:
 
 
 def _timestamp(value: float | datetime) -> str:
-    if type(value) is int:
-        return f"{_second(value)}+00"
+    if type(value) is float:
+        second = int(value)
+        return f"{_second(second)}.{int((value - second) * 1_000_000):06d}+00"
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
-    second = int(value)
-    return f"{_second(second)}.{int((value - second) * 1_000_000):06d}+00"
+    return f"{_second(int(value))}+00"
 
 
 def _as_datetime(value: float | datetime) -> datetime:
@@ -213,7 +228,6 @@ def _as_datetime(value: float | datetime) -> datetime:
 
 @functools.lru_cache(maxsize=4096)
 def _is_ip(value: str) -> bool:
-    # An address PostgreSQL's inet would refuse would poison the row; clients repeat, so cache.
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.audit.event import clean_text, new_event_id
+from gateway.audit.event import new_event_id
 from gateway.errors import Unavailable
 from gateway.http.middleware import (
     SECURITY_HEADERS,
@@ -164,20 +164,19 @@ def record_token_request(
     """Count one token request and emit its audit row: the event recorded, and False when it
     could not be journaled (fail-closed mode; the event is then `unavailable`)."""
     latency = time.perf_counter() - started
-    metrics = app[METRICS]
-    metrics.count(metrics.requests, "token", str(status), event)
-    metrics.latency.observe(latency)
+    app[METRICS].token_request(status, event, latency)
     token = record.token
-    recorded = app[
-        AUDIT
-    ].emit_row(
+    if user_agent is not None and len(user_agent) > MAX_USER_AGENT:
+        user_agent = user_agent[:MAX_USER_AGENT]
+    # Text as the caller sent it: the audit line escapes what COPY or PostgreSQL would refuse.
+    recorded = app[AUDIT].emit_row(
         (
             new_event_id(),
             time.time(),
             event,
             status,
             request_id,
-            clean_text(record.subject),
+            record.subject,
             record.tenant_id,
             record.workspace_id,
             record.dashboard_id,
@@ -186,7 +185,7 @@ def record_token_request(
             None if token is None else token_sha256(token),
             record.cache_hit,
             client_ip,
-            None if user_agent is None else clean_text(user_agent[:MAX_USER_AGENT]),
+            user_agent,
             round(latency * 1000, 3),
             (
                 {"shared_mint": True}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -36,6 +37,7 @@ class Metrics:
         self.requests = Counter(
             "gateway_requests", "Requests answered", ["route", "status", "event"], registry=r
         )
+        self._token_series: dict[tuple[int, str], Any] = {}
         self.latency = Histogram(
             "gateway_request_seconds",
             "Time to answer a token request",
@@ -184,6 +186,15 @@ class Metrics:
     def count(self, counter: Counter, *labels: str) -> None:
         """Increment a labelled counter by one."""
         counter.labels(*labels).value += 1
+
+    def token_request(self, status: int, event: str, seconds: float) -> None:
+        """Count one token request and observe its latency (the series looked up by a dict)."""
+        series = self._token_series.get((status, event))
+        if series is None:
+            series = self.requests.labels("token", str(status), event)
+            self._token_series[(status, event)] = series
+        series.value += 1
+        self.latency.observe(seconds)
 
     def track_queue(self, depth: Callable[[], int]) -> None:
         """Report the audit queue depth at scrape time."""
