@@ -34,7 +34,13 @@ from gateway.http.token_record import TokenRecord
 from gateway.infra.redis_client import RedisTopologyProblem, topology_problem
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
 from gateway.settings import Settings
-from gateway.tokens.request import MAX_BODY_BYTES, check_media_type, parse_token_request
+from gateway.tokens.format import EmbedToken
+from gateway.tokens.request import (
+    MAX_BODY_BYTES,
+    TokenRequest,
+    check_media_type,
+    parse_token_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +51,18 @@ NO_COOKIES: Mapping[str, str] = MappingProxyType({})
 def _body_now(request: web.Request) -> bytes | None:
     """The body when it came whole with the headers (the usual case), read without a
     coroutine; None when more of it is still to come."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge("request body is over the 16 KiB limit")
     content = request.content
     if not content.is_eof():
         return None
     body = content.read_nowait()
-    if len(body) > MAX_BODY_BYTES:  # a chunked body carries no Content-Length to check first
+    if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge("request body is over the 16 KiB limit")
     return body
 
 
 async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("request body is over the 16 KiB limit")  # before waiting for it
     # The app's client_max_size makes read() refuse a longer chunked body (HTTP 413).
     try:
         # A client trickling its body must not hold a connection and a handler forever.
@@ -94,32 +100,46 @@ def _credential(request: web.Request, settings: Settings) -> str:
     return credential.token
 
 
-async def _verify(app: web.Application, token: str) -> Caller:
-    """A JWT the cache of verified ones does not hold: verified, then remembered."""
-    verifier = app[VERIFIER]
-    # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
-    generation = verifier.generation
-    caller = await verifier.verify(token)
-    app[JWT_CACHE].put(token, caller, generation)
-    return caller
-
-
-async def issue_token(request: web.Request, record: TokenRecord) -> bytes:
-    """POST /api/v1/dashboards/iframe-token (and the vendor's path): the answer's JSON body.
+def issue_token(request: web.Request, record: TokenRecord) -> bytes | Awaitable[bytes]:
+    """POST /api/v1/dashboards/iframe-token (and the vendor's path): the answer's JSON body, or
+    an awaitable of it when I/O is due (a verification, a body still arriving, a local-tier miss).
 
     The token API's endpoint (http/token_api.py) answers, audits and logs; `record` is filled in
-    here for it. Awaits happen only where I/O is due: a local-tier hit awaits nothing.
+    here for it. A local-tier hit of a verified caller is answered without a coroutine.
     """
     app = request.app
-    settings = app[SETTINGS]
     try:
-        token = _credential(request, settings)
-        caller = app[JWT_CACHE].get(token, app[VERIFIER].generation)
-        if caller is None:
-            caller = await _verify(app, token)
+        token = _credential(request, app[SETTINGS])
     except Unauthenticated as exc:
         app[METRICS].auth_failures.labels(exc.reason).inc()
         raise
+    caller = app[JWT_CACHE].get(token, app[VERIFIER].generation)
+    if caller is None:
+        return _verified(request, app, record, token)
+    return _authorized(request, app, record, caller)
+
+
+async def _verified(
+    request: web.Request, app: web.Application, record: TokenRecord, token: str
+) -> bytes:
+    """A JWT the cache of verified ones does not hold: verified and remembered, then answered."""
+    verifier = app[VERIFIER]
+    # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
+    generation = verifier.generation
+    try:
+        caller = await verifier.verify(token)
+    except Unauthenticated as exc:
+        app[METRICS].auth_failures.labels(exc.reason).inc()
+        raise
+    app[JWT_CACHE].put(token, caller, generation)
+    answer = _authorized(request, app, record, caller)
+    return answer if isinstance(answer, bytes) else await answer
+
+
+def _authorized(
+    request: web.Request, app: web.Application, record: TokenRecord, caller: Caller
+) -> bytes | Awaitable[bytes]:
+    """The request limit, then the body (read now when it is all there)."""
     record.subject = caller.subject
     # The request limit is spent right after authentication, but a bad body is answered first
     # (415, 413, 400, then 429; README "Order of refusals"), and a 429 names the tenant when the
@@ -133,41 +153,75 @@ async def issue_token(request: web.Request, record: TokenRecord) -> bytes:
         if not request.content.is_eof():
             raise
         over_budget = exc
-    check_media_type(request.headers.get("Content-Type", ""))
+    content_type = request.headers.get("Content-Type", "")
+    if content_type != "application/json":  # the usual spelling needs no parsing
+        check_media_type(content_type)
     raw = _body_now(request)
-    body = parse_token_request(raw if raw is not None else await _read_body(request))
+    if raw is None:
+        return _body_read(request, app, record, caller, over_budget)
+    return _answer(app, record, caller, parse_token_request(raw), over_budget)
+
+
+async def _body_read(
+    request: web.Request,
+    app: web.Application,
+    record: TokenRecord,
+    caller: Caller,
+    over_budget: RateLimited | None,
+) -> bytes:
+    body = parse_token_request(await _read_body(request))
+    answer = _answer(app, record, caller, body, over_budget)
+    return answer if isinstance(answer, bytes) else await answer
+
+
+def _answer(
+    app: web.Application,
+    record: TokenRecord,
+    caller: Caller,
+    body: TokenRequest,
+    over_budget: RateLimited | None,
+) -> bytes | Awaitable[bytes]:
+    """The tenant rule, then the token: this worker's copy now, else an awaitable issue."""
     record.tenant_id, record.workspace_id = body.tenant_id, body.workspace_id
     record.dashboard_id = body.dashboard_id
     if over_budget is not None:
         raise over_budget
     check_tenant(caller, body.tenant_id)
-    if settings.audit_required and not app[AUDIT].can_record():
+    if app[SETTINGS].audit_required and not app[AUDIT].can_record():
         # Fail closed: no token leaves unless its event can be journaled now (journal writable,
         # queue not full); emit() turns a late journal failure into a 503 too.
         raise Unavailable("the audit trail is unavailable", reason="audit")
-
+    held = app[ISSUER].held(body)
+    if held is None:
+        return _issued(app, record, caller, body)
+    record.cache_hit = True  # this worker's copy: no round trip, nothing awaited
     metrics = app[METRICS]
-    issuer = app[ISSUER]
-    held = issuer.held(body)
-    if held is not None:  # this worker's copy: no round trip, nothing awaited
-        record.cache_hit = True
-        metrics.count(metrics.cache, "hit")
-    else:
-        try:
-            issued = await issuer.issue(body, caller.subject)
-        except Unavailable as exc:
-            if exc.reason == "database":
-                metrics.dependency_errors.labels("postgresql").inc()
-            raise
-        held = issued.token
-        record.cache_hit, record.shared_mint = issued.cache_hit, issued.shared_mint
-        metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
-        if issued.minted:  # the mint counter counts mints, not requests served by one
-            metrics.mints.inc()
-    record.dashboard_id, record.token = held.dashboard_id, held.token
-    record.expires_at = held.valid_until
+    metrics.count(metrics.cache, "hit")
+    return _json(record, held)
+
+
+async def _issued(
+    app: web.Application, record: TokenRecord, caller: Caller, body: TokenRequest
+) -> bytes:
+    metrics = app[METRICS]
+    try:
+        issued = await app[ISSUER].issue(body, caller.subject)
+    except Unavailable as exc:
+        if exc.reason == "database":
+            metrics.dependency_errors.labels("postgresql").inc()
+        raise
+    record.cache_hit, record.shared_mint = issued.cache_hit, issued.shared_mint
+    metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
+    if issued.minted:  # the mint counter counts mints, not requests served by one
+        metrics.mints.inc()
+    return _json(record, issued.token)
+
+
+def _json(record: TokenRecord, token: EmbedToken) -> bytes:
+    record.dashboard_id, record.token = token.dashboard_id, token.token
+    record.expires_at = token.valid_until
     return orjson.dumps(
-        {"token": held.token, "dashboard_id": held.dashboard_id, "expires_at": held.valid_until}
+        {"token": token.token, "dashboard_id": token.dashboard_id, "expires_at": token.valid_until}
     )
 
 

@@ -41,8 +41,9 @@ ANSWER_HEADERS = {
     "Vary": "Origin",
 }
 
-# The token handler: fills in the request's record and answers the JSON body of a success.
-TokenHandler = Callable[[web.Request, TokenRecord], Awaitable[bytes]]
+# The token handler: fills in the request's record and answers the JSON body of a success, or
+# an awaitable of it when it has I/O to wait for.
+TokenHandler = Callable[[web.Request, TokenRecord], bytes | Awaitable[bytes]]
 
 
 def setup_token_api(app: web.Application, issue_token: TokenHandler) -> None:
@@ -63,7 +64,8 @@ def token_endpoint(issue_token: TokenHandler) -> Handler:
         app = request.app
         record = TokenRecord(app[ISSUER].api_key_id)
         try:
-            body = await issue_token(request, record)
+            answer = issue_token(request, record)
+            body = answer if isinstance(answer, bytes) else await answer
         except Exception as exc:  # noqa: BLE001 - every failure is answered and audited
             response, event, reason, code = contract_error(exc, request_id)
             stamp_headers(response.headers, request_id)

@@ -8,14 +8,12 @@ and single flight (`infra/singleflight.py`) makes concurrent misses of one key s
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import RateLimited
-from gateway.infra.lru import ExpiringLru
 from gateway.infra.ratelimit import Budget
 from gateway.infra.singleflight import SingleFlight
 from gateway.tokens.format import EmbedToken
@@ -92,7 +90,8 @@ class TokenIssuer:
         self._flights_ended = 0
         self._landed: dict[str, tuple[int, Issued]] = {}
         # Each request's entry, built once: five key strings per request add up on the hot path.
-        self._entries: ExpiringLru[TokenRequest, EntryKey] = ExpiringLru(ENTRY_CACHE_SIZE)
+        # A plain dict dropping its oldest when full: the values are pure functions of the key.
+        self._entries: dict[TokenRequest, EntryKey] = {}
 
     @property
     def api_key_id(self) -> str:
@@ -120,11 +119,15 @@ class TokenIssuer:
 
     def entry(self, request: TokenRequest) -> EntryKey:
         """`where` of a request (its dashboard, or the tenant's default), remembered."""
-        where = self._entries.get(request, 0.0)
+        entries = self._entries
+        where = entries.get(request)
         if where is None:
             dashboard_id = request.dashboard_id or DEFAULT_DASHBOARD
-            where = self.where(request.workspace_id, request.tenant_id, dashboard_id)
-            self._entries.put(request, where, math.inf)
+            where = entries[request] = self.where(
+                request.workspace_id, request.tenant_id, dashboard_id
+            )
+            if len(entries) > ENTRY_CACHE_SIZE:
+                del entries[next(iter(entries))]
         return where
 
     def held(self, request: TokenRequest) -> EmbedToken | None:
