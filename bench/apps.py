@@ -76,8 +76,10 @@ class NoRequestLimit:
 
 
 def _metrics_off(app: web.Application) -> None:
-    # Before start-up: every cleanup context reads app[METRICS] when it starts.
+    # Before start-up: every cleanup context reads app[METRICS] when it starts. The request
+    # limiter, made with the app, was handed its counting function then.
     app[METRICS] = cast(Metrics, NullMetrics())
+    app[REQUEST_LIMITER].on_decision = lambda _limiter, _decision: None
 
 
 def _limiter_off(app: web.Application) -> None:

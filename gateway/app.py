@@ -225,7 +225,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.redis_timeout,
         breaker=app[REDIS_BREAKER],
         fail_closed=settings.rate_limit_fail_closed,
-        on_decision=lambda limiter, decision: metrics.count(metrics.rate_limit, limiter, decision),
+        on_decision=metrics.counting(metrics.rate_limit),
         batcher=batcher,
     )
     store = TokenStore(
@@ -233,7 +233,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         settings.refresh_buffer,
         settings.redis_timeout,
         breaker=app[REDIS_BREAKER],
-        on_lookup=lambda result: metrics.count(metrics.cache_lookups, "redis", result),
+        on_lookup=metrics.counting(metrics.cache_lookups, "redis"),
         batcher=batcher,
     )
     local = LocalTokenCache(
@@ -248,7 +248,7 @@ async def _issuer(app: web.Application) -> AsyncIterator[None]:
         tiers=TieredLookup(
             store,
             local,
-            on_local_lookup=lambda result: metrics.count(metrics.cache_lookups, "local", result),
+            on_local_lookup=metrics.counting(metrics.cache_lookups, "local"),
         ),
         resolver=DashboardResolver(
             app[DB_POOL],
@@ -299,14 +299,12 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    metrics = app[METRICS] = Metrics()
     app[JWT_CACHE] = JwtCache(max_size=settings.jwt_cache_size, max_ttl=settings.jwt_cache_ttl)
     app[REQUEST_LIMITER] = RequestLimiter(
         rate=settings.rate_limit_requests_per_second,
         burst=settings.rate_limit_request_burst,
-        on_decision=lambda limiter, decision: app[METRICS].count(
-            app[METRICS].rate_limit, limiter, decision
-        ),
+        on_decision=metrics.counting(metrics.rate_limit),
     )
     app.cleanup_ctx.extend(
         [_verifier, _postgres, _redis, _audit, _partitions, _issuer, _metrics_refresh]

@@ -195,8 +195,7 @@ def _answer(
     if held is None:
         return _issued(app, record, caller, body)
     record.cache_hit = True  # this worker's copy: no round trip, nothing awaited
-    metrics = app[METRICS]
-    metrics.count(metrics.cache, "hit")
+    app[METRICS].cache_hits.inc()
     return _json(record, held)
 
 

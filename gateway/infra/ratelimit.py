@@ -197,7 +197,8 @@ class RequestLimiter:
         self._burst = burst
         self._max_callers = max_callers
         self._clock = clock
-        self._on_decision = on_decision or (lambda _limiter, _decision: None)
+        # Called with ("request", "allowed" | "limited") for every check (the metrics count).
+        self.on_decision = on_decision or (lambda _limiter, _decision: None)
         # caller -> [tokens left, time of last refill, when the bucket is full again], updated
         # in place (one lookup a request). Past its last field an entry is the same as a fresh
         # bucket; the least recently seen goes first when there are too many.
@@ -230,7 +231,7 @@ class RequestLimiter:
             tokens = burst if now >= bucket[2] else min(burst, bucket[0] + (now - bucket[1]) * rate)
         if tokens < 1.0:
             bucket[0], bucket[1], bucket[2] = tokens, now, now + (burst - tokens) / rate
-            self._on_decision("request", "limited")
+            self.on_decision("request", "limited")
             raise RateLimited(
                 "too many requests; retry later",
                 retry_after=math.ceil((1.0 - tokens) / rate),
@@ -238,7 +239,7 @@ class RequestLimiter:
             )
         tokens -= 1.0
         bucket[0], bucket[1], bucket[2] = tokens, now, now + (burst - tokens) / rate
-        self._on_decision("request", "allowed")
+        self.on_decision("request", "allowed")
 
     def __len__(self) -> int:
         """Callers holding a bucket now."""

@@ -45,6 +45,7 @@ class Metrics:
             registry=r,
         )
         self.cache = Counter("gateway_token_cache", "Token cache lookups", ["result"], registry=r)
+        self.cache_hits = self.cache.labels("hit")
         self.cache_lookups = Counter(
             "gateway_cache_lookups",
             "Cache lookups by tier (local, redis) and result (hit, miss, error, skipped)",
@@ -186,6 +187,19 @@ class Metrics:
     def count(self, counter: Counter, *labels: str) -> None:
         """Increment a labelled counter by one."""
         counter.labels(*labels).value += 1
+
+    def counting(self, counter: Counter, *labels: str) -> Callable[..., None]:
+        """A function counting one more in `counter`'s series of `labels` plus its arguments;
+        each series is looked up once (the hot path's counts)."""
+        series: dict[tuple[str, ...], Any] = {}
+
+        def count(*rest: str) -> None:
+            found = series.get(rest)
+            if found is None:
+                found = series[rest] = counter.labels(*labels, *rest)
+            found.value += 1
+
+        return count
 
     def token_request(self, status: int, event: str, seconds: float) -> None:
         """Count one token request and observe its latency (the series looked up by a dict)."""
