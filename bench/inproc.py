@@ -1,22 +1,27 @@
 """CPU per request of the server's own code, without sockets or a load generator.
 
-`python -m bench.inproc [--requests N] [--rounds R]`: the floor app (bench/floor_app.py) and the
-gateway (`create_app(settings)`, run through `gateway serve`'s runner) each get their requests
-as raw HTTP bytes fed to aiohttp's connection handler, whose answers go to a transport that only
-counts them. Every layer of aiohttp, the gateway's code and its real PostgreSQL/Redis run; what
-is left out is the kernel's socket work and wrk, which cost the same for both and are the noise
-of `bench.run` on a shared machine. Rounds alternate floor and gateway, and the figures are
-medians of process CPU time per request and their ratio (hit path: the local tier answers).
+`python -m bench.inproc [--path hit|miss] [--requests N] [--rounds R]`: the floor app
+(bench/floor_app.py) and the gateway (`create_app(settings)`, run through `gateway serve`'s
+runner) each get their requests as raw HTTP bytes fed to aiohttp's connection handler, whose
+answers go to a transport that only counts them. Every layer of aiohttp, the gateway's code and
+its real PostgreSQL/Redis run; what is left out is the kernel's socket work and wrk, which cost
+the same for both and are the noise of `bench.run` on a shared machine. Rounds alternate floor
+and gateway, and the figures are medians of process CPU time per request and their ratio.
+
+`--path hit` (the default): one caller and tenant, answered by the local tier. `--path miss`:
+every request is a tenant never seen, with a caller JWT never seen (JWT verify, the PostgreSQL
+lookup, Redis, the mint, the share script); tenants and JWTs are all made before timing starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvloop
@@ -30,6 +35,7 @@ from gateway.ops.runner import GatewayRunner
 from gateway.settings import load_settings
 
 CONCURRENCY = 50  # connections, as wrk -c50
+WARM_REQUESTS = CONCURRENCY * 4
 PEER = ("127.0.0.1", 40000)
 
 
@@ -88,9 +94,12 @@ def raw_request(body: bytes, token: str) -> bytes:
 
 
 class Driver:
-    """`CONCURRENCY` connections to one app; each round sends one request on every one."""
+    """`CONCURRENCY` connections to one app; each round sends one request on every one.
 
-    def __init__(self, runner: web.BaseRunner, raw: bytes) -> None:
+    `raw` gives each request's bytes in turn: the same one (hit) or a new one each time (miss).
+    """
+
+    def __init__(self, runner: web.BaseRunner, raw: Iterator[bytes]) -> None:
         assert runner.server is not None
         self._raw = raw
         self._answered = 0
@@ -116,31 +125,49 @@ class Driver:
             self._done = loop.create_future()
             self._want = self._answered + len(self._protocols)
             for proto in self._protocols:
-                proto.data_received(self._raw)
+                proto.data_received(next(self._raw))
             await asyncio.wait_for(self._done, 30)
             sent += len(self._protocols)
         return (time.process_time() - started) / sent
 
 
-async def measure(env: dict[str, str], requests: int, rounds: int) -> None:
+def tenant_request(tenant: str, subject: str) -> bytes:
+    """`tenant`'s token request from `subject`, with a caller JWT of its own."""
+    body = f'{{"tenant_id":"{tenant}","workspace_id":"{WORKSPACE}"}}'.encode()
+    return raw_request(body, caller_jwt(tenant, subject))
+
+
+def miss_tenants(requests: int, rounds: int) -> list[str]:
+    """One never-seen tenant per request of the warm-up and of every timed round."""
+    per_round = -(-requests // CONCURRENCY) * CONCURRENCY  # Driver.run sends whole rounds
+    return [f"miss-{i:07d}" for i in range(WARM_REQUESTS + per_round * rounds)]
+
+
+async def measure(env: dict[str, str], requests: int, rounds: int, path: str) -> None:
     """Alternate floor and gateway rounds; print medians and the ratio."""
     floor = web.Application()
     floor.router.add_post(PATHS[0], answer)
     gateway = create_app(load_settings(env))
-    token = caller_jwt("bench-hit", "user-1")
-    raw = raw_request(f'{{"tenant_id":"bench-hit","workspace_id":"{WORKSPACE}"}}'.encode(), token)
+    if path == "miss":
+        # Built before timing: the floor is sent the same bytes (it reads none of them).
+        raws = [tenant_request(t, f"user-{t}") for t in miss_tenants(requests, rounds)]
+        feeds: list[Iterator[bytes]] = [iter(raws), iter(raws)]
+    else:
+        raw = tenant_request("bench-hit", "user-1")
+        feeds = [itertools.repeat(raw), itertools.repeat(raw)]
     runners = [GatewayRunner(app, access_log=None) for app in (floor, gateway)]
     for runner in runners:
         await runner.setup()
     try:
-        drivers = [Driver(runner, raw) for runner in runners]
-        for driver in drivers:  # warm: the first request mints, later ones hit the local tier
-            await driver.run(CONCURRENCY * 4)
+        drivers = [Driver(runner, feed) for runner, feed in zip(runners, feeds, strict=True)]
+        for driver in drivers:  # warm (hit: the first request mints, later ones hit the local tier)
+            await driver.run(WARM_REQUESTS)
         figures: list[list[float]] = [[], []]
         for _ in range(rounds):
             for i, driver in enumerate(drivers):
                 figures[i].append(await driver.run(requests) * 1e6)
         f, g = (statistics.median(x) for x in figures)
+        print(f"path: {path}")
         print(f"floor   {f:6.1f} us CPU/request (median of {rounds} rounds of {requests})")
         print(f"gateway {g:6.1f} us CPU/request; {g / f:.2f} x floor, {g - f:.1f} us over it")
         ratios = [b / a for a, b in zip(*figures, strict=True)]
@@ -151,23 +178,28 @@ async def measure(env: dict[str, str], requests: int, rounds: int) -> None:
 
 
 def main() -> None:
-    """Set up PostgreSQL, Redis and one tenant, then measure the hit path in process."""
+    """Set up PostgreSQL, Redis and the tenants, then measure the chosen path in process."""
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--path", choices=("hit", "miss"), default="hit")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gw-inproc-") as tmp:
         work = Path(tmp)
-        with services(args.database_url, args.redis_url, work) as (pg, rd), scratch(
-            pg, rd
-        ) as (dsn, prefix):
-            asyncio.run(seed(dsn, ["bench-hit"]))
+        with (
+            services(args.database_url, args.redis_url, work) as (pg, rd),
+            scratch(pg, rd) as (dsn, prefix),
+        ):
+            tenants = ["bench-hit"]
+            if args.path == "miss":
+                tenants = miss_tenants(args.requests, args.rounds)
+            asyncio.run(seed(dsn, tenants))
             env = Launcher(dsn, rd, prefix, work, args.env).env("inproc")
             env.setdefault("GATEWAY_AUDIT_SPOOL_DIR", str(work / "journal"))
-            uvloop.run(measure(env, args.requests, args.rounds))
+            uvloop.run(measure(env, args.requests, args.rounds, args.path))
 
 
 if __name__ == "__main__":
