@@ -131,15 +131,23 @@ async def _on_one_connection(client: aioredis.Redis, commands: list[Command]) ->
     command Redis refuses gets its error as its reply.
 
     The same wire traffic as redis-py's pipeline, without its per-batch object and bookkeeping
-    or a timer per reply (`math.inf`: the batch's own deadline bounds the reads); any other
-    failure, cancellation included, drops the connection so the next user finds no stray reply.
+    or a timer per write or reply: the batch's own deadline bounds both. (With a socket timeout
+    redis-py writes through asyncio.wait_for, on Python 3.11 a task and a timer per write; the
+    connection's timeout is lifted for the write only, as other users of the pool rely on it.)
+    Any other failure, cancellation included, drops the connection so the next user finds no
+    stray reply.
     """
     pool = client.connection_pool
     callbacks = client.response_callbacks
     replies: list[Any] = []
     conn = await pool.get_connection()
+    socket_timeout = conn.socket_timeout
     try:
-        await conn.send_packed_command(conn.pack_commands(commands))
+        conn.socket_timeout = None
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+        finally:
+            conn.socket_timeout = socket_timeout
         for command in commands:
             try:
                 reply = await conn.read_response(timeout=math.inf)
