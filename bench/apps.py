@@ -48,14 +48,19 @@ class NullAuditWriter:
     """Drops every event at `emit`; anything else goes to the real writer (which stays idle)."""
 
     def __init__(self, real: object) -> None:
-        if not callable(getattr(real, "emit", None)):
+        if not all(callable(getattr(real, name, None)) for name in ("emit", "emit_row")):
             # Fail loudly rather than measure a switch that no longer switches anything off.
-            raise RuntimeError("bench: the audit writer has no emit(); update bench/apps.py")
+            raise RuntimeError("bench: the audit writer's emit API changed; update bench/apps.py")
         self._real = real
         self.dropped = 0
 
     def emit(self, _event: object) -> bool:
         """Drop the event; True: the answer may go out (the writer's emit says so, fail-closed)."""
+        self.dropped += 1
+        return True
+
+    def emit_row(self, _row: object) -> bool:
+        """Drop the row (the token path's emit); True, as `emit`."""
         self.dropped += 1
         return True
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.journal import SEGMENT_PREFIX, SEGMENT_SUFFIX
+from gateway.audit.journal import SEGMENT_PREFIX, SEGMENT_SUFFIX, segment_data
 from gateway.audit.quarantine import QUARANTINE_FILE
 from gateway.audit.worker_status import read_statuses
 
@@ -71,13 +71,13 @@ def segments(directory: Path) -> list[SegmentView]:
     for path in sorted(directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}")):
         try:
             stat = path.stat()
-            data = path.read_bytes()
+            data = segment_data(path)
         except OSError:
             continue  # replayed and deleted just now
         found.append(
             SegmentView(
                 name=path.name,
-                bytes=stat.st_size,
+                bytes=len(data),
                 lines=data.count(b"\n"),
                 owner=owners.get(stat.st_ino),
                 oldest=_first_event_time(path) if data else None,

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import uuid_utils
 
-__all__ = ["COLUMNS", "AuditEvent", "clean_text", "copy_line", "new_event_id"]
+__all__ = ["COLUMNS", "AuditEvent", "Row", "clean_text", "copy_line", "new_event_id", "row_line"]
 
 COLUMNS = (
     "event_id",
@@ -57,6 +57,15 @@ def clean_text(value: str | None) -> str | None:
     return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
+# One audit row as a plain tuple in COLUMNS order: what the token path builds per request (a
+# dataclass's __init__ costs several times a tuple's), times as Unix seconds, detail as a dict.
+Row = tuple[
+    str, float | datetime, str, int, str, str | None, str | None, str | None, str | None,
+    str | None, float | datetime | None, str | None, bool | None, str | None, str | None,
+    float | None, dict[str, Any] | None,
+]  # fmt: skip
+
+
 @dataclass(slots=True)
 class AuditEvent:
     """One row of audit_events. Times are Unix seconds (a datetime is accepted too)."""
@@ -78,6 +87,28 @@ class AuditEvent:
     user_agent: str | None = None
     latency_ms: float | None = None
     detail: dict[str, Any] | None = None
+
+    def row(self) -> Row:
+        """The event as the plain tuple the writer takes (COLUMNS order)."""
+        return (
+            self.event_id,
+            self.occurred_at,
+            self.event,
+            self.status,
+            self.request_id,
+            self.subject,
+            self.tenant_id,
+            self.workspace_id,
+            self.dashboard_id,
+            self.api_key_id,
+            self.expires_at,
+            self.token_sha256,
+            self.cache_hit,
+            self.client_ip,
+            self.user_agent,
+            self.latency_ms,
+            self.detail,
+        )
 
     def record(self) -> tuple[Any, ...]:
         """The row in COLUMNS order as Python values (for a plain INSERT)."""
@@ -105,38 +136,55 @@ class AuditEvent:
 
 def copy_line(e: AuditEvent) -> bytes:
     """The event as one text-COPY row, newline included."""
-    detail = None if e.detail is None else orjson.dumps(e.detail).decode()
-    texts = (
-        e.event,
-        e.request_id,
-        e.subject,
-        e.tenant_id,
-        e.workspace_id,
-        e.dashboard_id,
-        e.api_key_id,
-        e.token_sha256,
-        e.user_agent,
-        detail,
-    )
+    return row_line(e.row())
+
+
+def row_line(row: Row) -> bytes:
+    """A row as one text-COPY line, newline included."""
+    detail = row[16]
+    texts = (row[2], row[4], row[14], None if detail is None else orjson.dumps(detail).decode())
     probe = "".join(filter(None, texts))
     if not probe.isprintable() or "\\" in probe:
         # Rare (hostile headers, JSON escapes): escape field by field.
         texts = tuple(None if t is None else _escape(t) for t in texts)
-    event, request_id, subject, tenant, workspace, dashboard, key, sha, agent, detail = texts
-    ip = e.client_ip
-    cache_hit = e.cache_hit
+    event, request_id, agent, detail_text = texts
+    ip = row[13]
+    latency_ms = row[15]
     return (
-        f"{e.event_id}\t{_timestamp(e.occurred_at)}\t{event}\t{e.status}\t{request_id}"
-        f"\t{NULL if subject is None else subject}\t{NULL if tenant is None else tenant}"
+        f"{row[0]}\t{_timestamp(row[1])}\t{event}\t{row[3]}\t{request_id}"
+        f"\t{_middle(*row[5:13])}"
+        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
+        f"\t{NULL if latency_ms is None else repr(float(latency_ms))}"
+        f"\t{NULL if detail_text is None else detail_text}\n"
+    ).encode()
+
+
+# The columns from subject to cache_hit repeat for every request served the same token by the
+# same caller: formatted once per worker (escape checks and timestamp included).
+@functools.lru_cache(maxsize=4096)
+def _middle(
+    subject: str | None,
+    tenant: str | None,
+    workspace: str | None,
+    dashboard: str | None,
+    key: str | None,
+    expires_at: float | datetime | None,
+    sha: str | None,
+    cache_hit: bool | None,
+) -> str:
+    texts = (subject, tenant, workspace, dashboard, key, sha)
+    probe = "".join(filter(None, texts))
+    if not probe.isprintable() or "\\" in probe:
+        texts = tuple(None if t is None else _escape(t) for t in texts)
+    subject, tenant, workspace, dashboard, key, sha = texts
+    return (
+        f"{NULL if subject is None else subject}\t{NULL if tenant is None else tenant}"
         f"\t{NULL if workspace is None else workspace}"
         f"\t{NULL if dashboard is None else dashboard}\t{NULL if key is None else key}"
-        f"\t{NULL if e.expires_at is None else _timestamp(e.expires_at)}"
+        f"\t{NULL if expires_at is None else _timestamp(expires_at)}"
         f"\t{NULL if sha is None else sha}"
         f"\t{NULL if cache_hit is None else ('t' if cache_hit else 'f')}"
-        f"\t{ip if ip is not None and _is_ip(ip) else NULL}\t{NULL if agent is None else agent}"
-        f"\t{NULL if e.latency_ms is None else repr(float(e.latency_ms))}"
-        f"\t{NULL if detail is None else detail}\n"
-    ).encode()
+    )
 
 
 def _escape(value: str) -> str:

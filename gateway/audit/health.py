@@ -8,7 +8,7 @@ import time
 from collections import deque
 from typing import Any
 
-from gateway.audit.event import AuditEvent
+from gateway.audit.event import Row
 from gateway.audit.journal import Journal
 from gateway.audit.worker_status import StatusFile
 from gateway.ops.metrics import Metrics
@@ -62,7 +62,7 @@ class Health:
             if self._metrics is not None:
                 self._metrics.audit_quarantined.inc(count)
 
-    def lose(self, count: int, why: str, event: AuditEvent | None = None) -> None:
+    def lose(self, count: int, why: str, row: Row | None = None) -> None:
         """Events neither the journal nor memory could hold."""
         self.dropped += count
         if self._metrics is not None:
@@ -71,7 +71,7 @@ class Health:
         now = time.monotonic()
         if now - self._lost_logged >= 1.0:
             self._lost_logged = now
-            extra = {} if event is None else {"event": event.event, "request_id": event.request_id}
+            extra = {} if row is None else {"event": row[2], "request_id": row[4]}
             log.error("audit events lost: %s (%d lost so far)", why, self.dropped, extra=extra)
 
     def wrote(self, count: int, seconds: float) -> None:

@@ -1,12 +1,16 @@
 """The audit journal: each worker's write-ahead log of audit events, one text-COPY line an event.
 
-Every event is appended to the worker's active segment (`audit-<uuid7>.copy`) with one write()
-before its response leaves, so a SIGKILL, an OOM kill or a crash of the process loses nothing the
-kernel already holds (GATEWAY_AUDIT_FSYNC adds machine-crash durability). The rows are shipped to
-PostgreSQL from memory; a segment is emptied (active) or deleted (sealed) only once every row in
-it is committed. A process holds an exclusive flock on every segment it owns for as long as it
-lives; a segment whose lock can be taken belongs to a process that is gone and is adopted and
-replayed by whichever worker finds it (exactly once, thanks to the (event_id, occurred_at) key).
+Every event is appended to the worker's active segment (`audit-<uuid7>.copy`) before its response
+leaves, by a copy into a shared memory mapping of the file: the bytes are in the kernel's page
+cache at once, so a SIGKILL, an OOM kill or a crash of the process loses nothing, and no system
+call is made per event (GATEWAY_AUDIT_FSYNC adds machine-crash durability). Disk blocks are
+reserved ahead in chunks (`posix_fallocate`), so a full disk is an error from that call and never
+a SIGBUS from the mapping; the mapped file past its last line holds zeros, which readers skip.
+The rows are shipped to PostgreSQL from memory; a segment is emptied (active) or deleted
+(sealed) only once every row in it is committed. A process holds an exclusive flock on every
+segment it owns for as long as it lives; a segment whose lock can be taken belongs to a process
+that is gone and is adopted and replayed by whichever worker finds it (exactly once, thanks to
+the (event_id, occurred_at) key).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -29,6 +34,11 @@ SEGMENT_PREFIX = "audit-"
 SEGMENT_SUFFIX = ".copy"
 # A sealed segment is replayed and deleted whole; a bounded size keeps each step bounded too.
 MAX_SEGMENT_BYTES = 16 * 1024 * 1024
+# A segment's mapping reaches this far past its size limit: the line that crosses the limit still
+# fits (a line is bounded by the request's limits, far below this). Unreserved, so it costs nothing.
+LINE_HEADROOM = 1024 * 1024
+# Disk reserved at a time: one fallocate() per this many bytes of lines, not one write() a line.
+RESERVE_CHUNK = 16 * 1024
 
 
 class Fsync(Enum):
@@ -46,6 +56,8 @@ class Segment:
     path: Path
     fd: int
     size: int = 0
+    mapped: mmap.mmap | None = None  # the active segment's mapping (None once sealed or adopted)
+    reserved: int = 0  # bytes of disk reserved from the start of the file
     pending: int = 0  # rows also held in memory, not yet committed
     spilled: int = 0  # rows only here (the queue was full): replayed from the file
     first_spill: float = 0.0
@@ -84,20 +96,27 @@ class Journal:
         return sum(s.size for s in self.segments)
 
     def append(self, line: bytes) -> Segment | None:
-        """Write one line with one write(); the segment holding it, or None if the disk refused."""
+        """Copy one line into the active segment; the segment holding it, or None if the disk
+        refused."""
         seg = self.active
         try:
             if seg is None or seg.size >= self._max:
                 seg = self._rotate()
-            written = _write_whole(seg, line)
+            start = seg.size
+            end = start + len(line)
+            if end > seg.reserved:
+                _reserve(seg, end)
+            assert seg.mapped is not None  # the active segment is mapped
+            seg.mapped[start:end] = line
             if self.fsync is Fsync.ALWAYS:
                 os.fsync(seg.fd)
             elif self.fsync is Fsync.BATCH:
                 self._unsynced = seg
-        except OSError as exc:
-            self._fail(exc)
+        except (OSError, ValueError, IndexError) as exc:
+            # ValueError/IndexError: a closed mapping, a line longer than the headroom.
+            self._fail(exc if isinstance(exc, OSError) else OSError(errno.EFBIG, str(exc)))
             return None
-        seg.size += written
+        seg.size = end
         self.failing = False
         return seg
 
@@ -116,11 +135,13 @@ class Journal:
             self.delete(seg)
         elif seg.size:
             try:
+                # Truncated and grown again: zeros from the start, the reserved blocks freed.
                 os.ftruncate(seg.fd, 0)
+                os.ftruncate(seg.fd, self._max + LINE_HEADROOM)
             except OSError as exc:
                 self._fail(exc)
                 return
-            seg.size = 0
+            seg.size = seg.reserved = 0
         # Space was freed: the next append is worth trying (it says again if it still fails).
         self.failing = False
 
@@ -130,11 +151,13 @@ class Journal:
             self.active = None
             seg.sealed = True
             self.sealed.append(seg)
+            _unmap(seg, trim=True)
 
     def delete(self, seg: Segment) -> None:
         """The segment's rows are all committed: remove it and release its lock."""
         with contextlib.suppress(FileNotFoundError):
             seg.path.unlink()
+        _unmap(seg, trim=False)
         with contextlib.suppress(OSError):
             os.close(seg.fd)
         seg.gone = True
@@ -163,6 +186,7 @@ class Journal:
             if seg.size == 0 and not seg.gone:
                 self.delete(seg)  # nothing in it: leave no empty file behind
             else:
+                _unmap(seg, trim=not seg.gone)
                 with contextlib.suppress(OSError):
                     os.close(seg.fd)
         self.active, self.sealed = None, []
@@ -182,28 +206,41 @@ class Journal:
                 self.delete(old)
             else:
                 self.seal(old)
-        self.active = _open_segment(self.directory)
+        self.active = _open_segment(self.directory, self._max + LINE_HEADROOM)
         return self.active
 
 
-def _write_whole(seg: Segment, line: bytes) -> int:
-    written = os.write(seg.fd, line)
-    if written != len(line):
-        # The disk filled mid-line: cut the torn line off so it never glues to the next.
-        os.ftruncate(seg.fd, seg.size)
-        raise OSError(errno.ENOSPC, "short write to the audit journal")
-    return written
+def _reserve(seg: Segment, end: int) -> None:
+    # Blocks for the next chunk (or more, for a long line): writes through the mapping can then
+    # never meet a full disk, which would kill the process with SIGBUS instead of raising.
+    size = max(RESERVE_CHUNK, end - seg.reserved)
+    os.posix_fallocate(seg.fd, seg.reserved, size)
+    seg.reserved += size
 
 
-def _open_segment(directory: Path) -> Segment:
+def _unmap(seg: Segment, *, trim: bool) -> None:
+    """Drop the mapping; `trim`: cut the file to its lines (no more are appended to it)."""
+    if seg.mapped is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        seg.mapped.close()
+    seg.mapped = None
+    if trim:
+        with contextlib.suppress(OSError):
+            os.ftruncate(seg.fd, seg.size)
+
+
+def _open_segment(directory: Path, capacity: int) -> Segment:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{SEGMENT_PREFIX}{new_event_id().replace('-', '')}{SEGMENT_SUFFIX}"
     # Locked under a hidden name first, then renamed: no other process can ever see the
     # segment unlocked and adopt it as an orphan while this one writes to it.
     tmp = directory / f".{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, capacity)  # sparse: blocks are reserved as lines come (_reserve)
+        mapped = mmap.mmap(fd, capacity)
         path = directory / name
         tmp.rename(path)
         fsync_dir(directory)
@@ -212,7 +249,7 @@ def _open_segment(directory: Path) -> Segment:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    return Segment(path=path, fd=fd)
+    return Segment(path=path, fd=fd, mapped=mapped)
 
 
 def _adopt(path: Path) -> Segment | None:
@@ -227,7 +264,7 @@ def _adopt(path: Path) -> Segment | None:
         return None  # its owner is alive
     # The lock is ours, but the previous holder may have deleted the file before we opened it.
     try:
-        size = os.fstat(fd).st_size
+        size = len(_lines_part(os.pread(fd, os.fstat(fd).st_size, 0)))
         if not path.exists():
             os.close(fd)
             return None
@@ -238,9 +275,20 @@ def _adopt(path: Path) -> Segment | None:
     return Segment(path=path, fd=fd, size=size, sealed=True)
 
 
+def segment_data(path: Path) -> bytes:
+    """A segment file's bytes up to the zeros a mapped segment has past its last line."""
+    return _lines_part(path.read_bytes())
+
+
+def _lines_part(data: bytes) -> bytes:
+    # No line holds a NUL (the COPY text escapes it): the first one is where the lines stop.
+    nul = data.find(b"\0")
+    return data if nul < 0 else data[:nul]
+
+
 def read_lines(path: Path) -> list[bytes]:
     """A segment's complete lines, newline included; a torn last line is skipped."""
-    data = path.read_bytes()
+    data = segment_data(path)
     end = data.rfind(b"\n") + 1
     if end < len(data):
         log.warning("audit journal %s ends in a partial line; skipped", path.name)

@@ -21,7 +21,7 @@ from itertools import islice
 import asyncpg
 
 from gateway.audit.copy import POISON_ERRORS, WriteFn, write_batch, write_lines
-from gateway.audit.event import COLUMNS, AuditEvent, clean_text, copy_line
+from gateway.audit.event import COLUMNS, AuditEvent, Row, clean_text, row_line
 from gateway.audit.health import Health, oldest_age
 from gateway.audit.journal import Fsync, Journal, Segment
 from gateway.audit.quarantine import write_isolating_poison
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 WRITE_ERRORS = DATABASE_ERRORS
 # How often segments of gone processes are looked for, besides at start and after an outage.
 ORPHAN_SCAN_INTERVAL = 30.0
+UNAVAILABLE_DETAIL = {"reason": "audit", "code": "unavailable"}
 
 
 class AuditWriter:
@@ -113,17 +114,25 @@ class AuditWriter:
         return not self._journal.failing and len(self._queue) < self._queue_size
 
     def emit(self, event: AuditEvent) -> bool:
-        """Journal and queue an event; never blocks. False: in fail-closed mode, the event of a
+        """Journal and queue an event (see `emit_row`); False: answer 503 instead."""
+        row = event.row()
+        answer_ok = self.emit_row(row)
+        if not answer_ok:
+            event.event, event.status, event.token_sha256 = "unavailable", 503, None
+            event.detail = dict(UNAVAILABLE_DETAIL)
+        return answer_ok
+
+    def emit_row(self, row: Row) -> bool:
+        """Journal and queue a row; never blocks. False: in fail-closed mode, the row of a
         successful answer could not be journaled, was turned into `unavailable`, and the caller
         must answer 503 instead."""
-        line = copy_line(event)
+        line = row_line(row)
         seg = self._journal.append(line)
         answer_ok = True
-        if seg is None and self._fail_closed and event.status < 400:
+        if seg is None and self._fail_closed and row[3] < 400:
             # The token must not leave: the row says what the client will get instead.
-            event.event, event.status, event.token_sha256 = "unavailable", 503, None
-            event.detail = {"reason": "audit", "code": "unavailable"}
-            line = copy_line(event)
+            row = (*row[:2], "unavailable", 503, *row[4:11], None, *row[12:16], UNAVAILABLE_DETAIL)
+            line = row_line(row)
             answer_ok = False
         queue = self._queue
         if len(queue) < self._queue_size:
@@ -141,7 +150,7 @@ class AuditWriter:
             seg.spilled += 1
             self.health.spilled(1)
         else:
-            self.health.lose(1, "the journal cannot be written and the queue is full", event)
+            self.health.lose(1, "the journal cannot be written and the queue is full", row)
         return answer_ok
 
     def start(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -38,10 +38,15 @@ def _allowed_origin(request: web.Request) -> str | None:
 
 
 @web.middleware
-async def preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def preflight_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """OPTIONS with Access-Control-Request-Method on a known path: 204, allowed origins only."""
     if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
-        return await handler(request)
+        # A plain function handing back the handler's awaitable: other requests pay no coroutine.
+        return handler(request)
+    return _preflight(request, handler)
+
+
+async def _preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
     match = request.match_info
     error = match.http_exception
     if isinstance(error, web.HTTPMethodNotAllowed):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
+from types import MappingProxyType
 
 import orjson
 from aiohttp import web
 
 from gateway.auth.credentials import check_same_site, read_credential
-from gateway.auth.verifier import check_tenant
+from gateway.auth.verifier import Caller, check_tenant
 from gateway.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -27,26 +28,37 @@ from gateway.http.state import (
     REDIS,
     REQUEST_LIMITER,
     SETTINGS,
-    TOKEN_RECORD,
     VERIFIER,
 )
+from gateway.http.token_record import TokenRecord
 from gateway.infra.redis_client import RedisTopologyProblem, topology_problem
 from gateway.ops.metrics import CONTENT_TYPE_LATEST
+from gateway.settings import Settings
 from gateway.tokens.request import MAX_BODY_BYTES, check_media_type, parse_token_request
 
 log = logging.getLogger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
+NO_COOKIES: Mapping[str, str] = MappingProxyType({})
+
+
+def _body_now(request: web.Request) -> bytes | None:
+    """The body when it came whole with the headers (the usual case), read without a
+    coroutine; None when more of it is still to come."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("request body is over the 16 KiB limit")
+    content = request.content
+    if not content.is_eof():
+        return None
+    body = content.read_nowait()
+    if len(body) > MAX_BODY_BYTES:  # a chunked body carries no Content-Length to check first
+        raise PayloadTooLarge("request body is over the 16 KiB limit")
+    return body
 
 
 async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge("request body is over the 16 KiB limit")
     # The app's client_max_size makes read() refuse a longer chunked body (HTTP 413).
     try:
-        if request.content.is_eof():
-            # The whole body came with the headers (the usual case): nothing to wait for.
-            return await request.read()
         # A client trickling its body must not hold a connection and a handler forever.
         async with asyncio.timeout(request.app[SETTINGS].body_timeout):
             return await request.read()
@@ -68,25 +80,43 @@ def _check_cookie_request(request: web.Request) -> None:
     )
 
 
-async def issue_token(request: web.Request) -> web.Response:
-    """POST /api/v1/dashboards/iframe-token (and the vendor's path)."""
+def _credential(request: web.Request, settings: Settings) -> str:
+    """The caller's JWT (Authorization, else the cookie when one is configured)."""
+    authorization = request.headers.getall("Authorization", ())
+    if len(authorization) == 1 and authorization[0].startswith("Bearer ") and authorization[0][7:]:
+        # The usual spelling, as read_credential would read it, without building a Credential.
+        return authorization[0][7:]
+    # Cookies are parsed only when no Authorization header is there to win over them.
+    cookies = request.cookies if not authorization and settings.jwt_cookie else NO_COOKIES
+    credential = read_credential(authorization, cookies, settings.jwt_cookie)
+    if credential.from_cookie:
+        _check_cookie_request(request)
+    return credential.token
+
+
+async def _verify(app: web.Application, token: str) -> Caller:
+    """A JWT the cache of verified ones does not hold: verified, then remembered."""
+    verifier = app[VERIFIER]
+    # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
+    generation = verifier.generation
+    caller = await verifier.verify(token)
+    app[JWT_CACHE].put(token, caller, generation)
+    return caller
+
+
+async def issue_token(request: web.Request, record: TokenRecord) -> bytes:
+    """POST /api/v1/dashboards/iframe-token (and the vendor's path): the answer's JSON body.
+
+    The token API's endpoint (http/token_api.py) answers, audits and logs; `record` is filled in
+    here for it. Awaits happen only where I/O is due: a local-tier hit awaits nothing.
+    """
     app = request.app
-    # Made and audited by the token API's middleware (http/token_api.py); filled in here.
-    record = request[TOKEN_RECORD]
+    settings = app[SETTINGS]
     try:
-        credential = read_credential(
-            request.headers.getall("Authorization", []), request.cookies, app[SETTINGS].jwt_cookie
-        )
-        if credential.from_cookie:
-            _check_cookie_request(request)
-        token = credential.token
-        verifier, jwt_cache = app[VERIFIER], app[JWT_CACHE]
-        # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
-        generation = verifier.generation
-        caller = jwt_cache.get(token, generation)
+        token = _credential(request, settings)
+        caller = app[JWT_CACHE].get(token, app[VERIFIER].generation)
         if caller is None:
-            caller = await verifier.verify(token)
-            jwt_cache.put(token, caller, generation)
+            caller = await _verify(app, token)
     except Unauthenticated as exc:
         app[METRICS].auth_failures.labels(exc.reason).inc()
         raise
@@ -104,38 +134,40 @@ async def issue_token(request: web.Request) -> web.Response:
             raise
         over_budget = exc
     check_media_type(request.headers.get("Content-Type", ""))
-    body = parse_token_request(await _read_body(request))
+    raw = _body_now(request)
+    body = parse_token_request(raw if raw is not None else await _read_body(request))
     record.tenant_id, record.workspace_id = body.tenant_id, body.workspace_id
     record.dashboard_id = body.dashboard_id
     if over_budget is not None:
         raise over_budget
     check_tenant(caller, body.tenant_id)
-    if app[SETTINGS].audit_required and not app[AUDIT].can_record():
+    if settings.audit_required and not app[AUDIT].can_record():
         # Fail closed: no token leaves unless its event can be journaled now (journal writable,
         # queue not full); emit() turns a late journal failure into a 503 too.
         raise Unavailable("the audit trail is unavailable", reason="audit")
 
-    try:
-        issued = await app[ISSUER].issue(body, caller.subject)
-    except Unavailable as exc:
-        if exc.reason == "database":
-            app[METRICS].dependency_errors.labels("postgresql").inc()
-        raise
-    token = issued.token
-    record.dashboard_id, record.token = token.dashboard_id, token.token
-    record.expires_at, record.cache_hit = token.valid_until, issued.cache_hit
-    record.shared_mint = issued.shared_mint
     metrics = app[METRICS]
-    metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
-    if issued.minted:  # the mint counter counts mints, not requests served by one
-        app[METRICS].mints.inc()
-    payload = {
-        "token": token.token,
-        "dashboard_id": token.dashboard_id,
-        "expires_at": token.valid_until,
-    }
-    return web.Response(
-        body=orjson.dumps(payload), content_type="application/json", headers=NO_STORE
+    issuer = app[ISSUER]
+    held = issuer.held(body)
+    if held is not None:  # this worker's copy: no round trip, nothing awaited
+        record.cache_hit = True
+        metrics.count(metrics.cache, "hit")
+    else:
+        try:
+            issued = await issuer.issue(body, caller.subject)
+        except Unavailable as exc:
+            if exc.reason == "database":
+                metrics.dependency_errors.labels("postgresql").inc()
+            raise
+        held = issued.token
+        record.cache_hit, record.shared_mint = issued.cache_hit, issued.shared_mint
+        metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
+        if issued.minted:  # the mint counter counts mints, not requests served by one
+            metrics.mints.inc()
+    record.dashboard_id, record.token = held.dashboard_id, held.token
+    record.expires_at = held.valid_until
+    return orjson.dumps(
+        {"token": held.token, "dashboard_id": held.dashboard_id, "expires_at": held.valid_until}
     )
 
 

@@ -1,21 +1,30 @@
-"""The token API as a route group: its paths, and the audit middleware that owns their audit.
+"""The token API as a route group: its paths, the endpoint that answers and audits them, and
+the middleware that audits the requests to them the router sent elsewhere (a wrong method).
 
-Every request to a token path is audited because of where it went (a wrong method included),
-not because of what its handler did: the middleware makes the request's `TokenRecord`, hands it
-down, and writes the row and the metrics from it and the answer.
+Every request to a token path is audited because of where it went, not because of what its
+handler did. The token endpoint does the edge's work itself (request id, the contract's error,
+headers, log line) and writes the row and the metrics from its `TokenRecord` and the answer, in
+one coroutine around its handler: no middleware coroutine or task sits on the hot path.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.audit.event import AuditEvent, clean_text
+from gateway.audit.event import clean_text, new_event_id
 from gateway.errors import Unavailable
-from gateway.http.middleware import log_request
+from gateway.http.middleware import (
+    SECURITY_HEADERS,
+    answers_itself,
+    log_request,
+    mark_answers_itself,
+    request_id_for,
+    stamp_headers,
+)
 from gateway.http.responses import contract_error, error_response
 from gateway.http.state import AUDIT, ISSUER, METRICS, REQUEST_ID, TOKEN_RECORD
 from gateway.http.token_record import TokenRecord
@@ -24,42 +33,100 @@ from gateway.tokens.format import token_sha256
 TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
 TOKEN_PATH_SET = frozenset(TOKEN_PATHS)
 MAX_USER_AGENT = 512
+# Every header of a token answer but its request id, built once (`Vary: Origin`: see edge.py).
+ANSWER_HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    **SECURITY_HEADERS,
+    "Vary": "Origin",
+}
+
+# The token handler: fills in the request's record and answers the JSON body of a success.
+TokenHandler = Callable[[web.Request, TokenRecord], Awaitable[bytes]]
 
 
-def setup_token_api(app: web.Application, issue_token: Handler) -> None:
-    """Route POST on every token path to `issue_token`, under the token API's audit."""
+def setup_token_api(app: web.Application, issue_token: TokenHandler) -> None:
+    """Route POST on every token path to an endpoint around `issue_token`, and audit the
+    requests to those paths that other handlers answer."""
+    endpoint = token_endpoint(issue_token)
     for path in TOKEN_PATHS:
-        app.router.add_post(path, issue_token)
+        app.router.add_post(path, endpoint)
     app.middlewares.append(token_audit_middleware)
+
+
+def token_endpoint(issue_token: TokenHandler) -> Handler:
+    """The aiohttp handler of the token paths: `issue_token`, answered, audited and logged."""
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request_id_for(request.headers.get("X-Request-ID"))
+        app = request.app
+        record = TokenRecord(app[ISSUER].api_key_id)
+        try:
+            body = await issue_token(request, record)
+        except Exception as exc:  # noqa: BLE001 - every failure is answered and audited
+            response, event, reason, code = contract_error(exc, request_id)
+            stamp_headers(response.headers, request_id)
+            return finish(request, app, record, request_id, response, started, event, reason, code)
+        response = web.Response(body=body, headers={**ANSWER_HEADERS, "X-Request-ID": request_id})
+        # token_issued only for the request whose mint it was (the contract).
+        event = "token_reused" if record.cache_hit or record.shared_mint else "token_issued"
+        return finish(request, app, record, request_id, response, started, event, None, None)
+
+    return mark_answers_itself(endpoint)
 
 
 @web.middleware
 def token_audit_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    """Audit, count and log every request to a token path; other paths pass through."""
-    if request.path not in TOKEN_PATH_SET:
-        # A plain function handing back the handler's own awaitable: the requests that are not
-        # the token API's pay no coroutine of this middleware's.
+    """Audit a request to a token path that another handler answers (a wrong method's 405);
+    other paths and the token endpoint itself pass through."""
+    if answers_itself(request) or request.path not in TOKEN_PATH_SET:
+        # A plain function handing back the handler's own awaitable: no coroutine of this one's.
         return handler(request)
     return _audited(request, handler)
 
 
 async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Inside the edge middleware, which made the request id and stamps the headers.
     started = time.perf_counter()
-    app = request.app
-    record = TokenRecord(api_key_id=app[ISSUER].api_key_id)
-    request[TOKEN_RECORD] = record
+    request_id = request[REQUEST_ID]
+    record = TokenRecord(request.app[ISSUER].api_key_id)
+    request[TOKEN_RECORD] = record  # the edge leaves the log line to this request's audit
     event = reason = code = None
     try:
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - every failure is answered and audited
-        response, event, reason, code = contract_error(exc, request[REQUEST_ID])
+        response, event, reason, code = contract_error(exc, request_id)
+    return finish(
+        request,
+        request.app,
+        record,
+        request_id,
+        response,
+        started,
+        event or "invalid_request",
+        reason,
+        code,
+    )
+
+
+def finish(
+    request: web.Request,
+    app: web.Application,
+    record: TokenRecord,
+    request_id: str,
+    response: web.StreamResponse,
+    started: float,
+    event: str,
+    reason: str | None,
+    code: str | None,
+) -> web.StreamResponse:
+    """Audit, count and log one token request; the answer (a 503 when fail-closed audit could not
+    journal the row of a success)."""
     status = response.status
-    if event is None:
-        # token_issued only for the request whose mint it was (the contract).
-        event = "token_reused" if record.cache_hit or record.shared_mint else "token_issued"
     event, recorded = record_token_request(
         app,
-        request[REQUEST_ID],
+        request_id,
         status,
         event,
         started,
@@ -72,9 +139,12 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
     if not recorded:
         # Fail closed: the answer's audit event could not be journaled, so no token leaves.
         refusal = Unavailable("the audit trail is unavailable", reason="audit")
-        response, reason = error_response(refusal, request[REQUEST_ID]), refusal.reason
+        response, reason = error_response(refusal, request_id), refusal.reason
+        stamp_headers(response.headers, request_id)
         status = response.status
-    log_request(request, status, started, tenant_id=record.tenant_id, event=event, reason=reason)
+    log_request(
+        request, status, started, request_id, tenant_id=record.tenant_id, event=event, reason=reason
+    )
     return response
 
 
@@ -97,28 +167,34 @@ def record_token_request(
     metrics = app[METRICS]
     metrics.count(metrics.requests, "token", str(status), event)
     metrics.latency.observe(latency)
-    audit_event = AuditEvent(
-        event=event,
-        status=status,
-        request_id=request_id,
-        subject=clean_text(record.subject),
-        tenant_id=record.tenant_id,
-        workspace_id=record.workspace_id,
-        dashboard_id=record.dashboard_id,
-        api_key_id=record.api_key_id,
-        expires_at=record.expires_at,  # Unix seconds: the audit line formats it
-        token_sha256=None if record.token is None else token_sha256(record.token),
-        cache_hit=record.cache_hit,
-        client_ip=client_ip,
-        user_agent=None if user_agent is None else clean_text(user_agent[:MAX_USER_AGENT]),
-        latency_ms=round(latency * 1000, 3),
-        detail=(
-            {"shared_mint": True}
-            if record.shared_mint
-            else None
-            if reason is None
-            else {"reason": reason, "code": code}
-        ),
+    token = record.token
+    recorded = app[
+        AUDIT
+    ].emit_row(
+        (
+            new_event_id(),
+            time.time(),
+            event,
+            status,
+            request_id,
+            clean_text(record.subject),
+            record.tenant_id,
+            record.workspace_id,
+            record.dashboard_id,
+            record.api_key_id,
+            record.expires_at,  # Unix seconds: the audit line formats it
+            None if token is None else token_sha256(token),
+            record.cache_hit,
+            client_ip,
+            None if user_agent is None else clean_text(user_agent[:MAX_USER_AGENT]),
+            round(latency * 1000, 3),
+            (
+                {"shared_mint": True}
+                if record.shared_mint
+                else None
+                if reason is None
+                else {"reason": reason, "code": code}
+            ),
+        )
     )
-    recorded = app[AUDIT].emit(audit_event)
-    return audit_event.event, recorded
+    return (event, True) if recorded else ("unavailable", False)

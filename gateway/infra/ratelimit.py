@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,6 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.errors import RateLimited, Unavailable
 from gateway.infra.breaker import CircuitBreaker, CircuitOpen
 from gateway.infra.dependency_errors import REDIS_ERRORS, note_redis_error
-from gateway.infra.lru import ExpiringLru
 from gateway.infra.redis_batch import RedisBatcher, ScriptCall
 
 log = logging.getLogger(__name__)
@@ -217,29 +217,48 @@ class RequestLimiter:
         self._max_callers = max_callers
         self._clock = clock
         self._on_decision = on_decision or (lambda _limiter, _decision: None)
-        # caller -> (tokens left, time of last refill). An entry expires once its bucket would be
-        # full again, when a fresh bucket is the same thing; the least recently seen goes first.
-        self._buckets: ExpiringLru[str, tuple[float, float]] = ExpiringLru(max_callers)
+        # caller -> [tokens left, time of last refill, when the bucket is full again], updated
+        # in place (one lookup a request). Past its last field an entry is the same as a fresh
+        # bucket; the least recently seen goes first when there are too many.
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
 
     def check(self, caller: str) -> None:
         """Spend one request of `caller`'s bucket, or raise RateLimited (rate 0: no limit)."""
-        if self._rate <= 0:
+        rate = self._rate
+        if rate <= 0:
             return
         now = self._clock()
-        held = self._buckets.get(caller, now)
-        tokens, last = held if held is not None else (float(self._burst), now)
-        tokens = min(float(self._burst), tokens + (now - last) * self._rate)
+        burst = float(self._burst)
+        buckets = self._buckets
+        bucket = buckets.get(caller)
+        if bucket is None:
+            # Up to two of the longest-untouched buckets go if they are full again (the same as
+            # no bucket): the map holds about the callers of the last seconds, not every caller
+            # ever seen, and memory stays flat under a stream of new callers.
+            for _ in range(2):
+                oldest = next(iter(buckets.values()), None)
+                if oldest is None or oldest[2] > now:
+                    break
+                buckets.popitem(last=False)
+            bucket = buckets[caller] = [burst, now, now]
+            if len(buckets) > self._max_callers:
+                buckets.popitem(last=False)  # at worst an evicted caller gets a fresh bucket
+            tokens = burst
+        else:
+            buckets.move_to_end(caller)
+            tokens = burst if now >= bucket[2] else min(burst, bucket[0] + (now - bucket[1]) * rate)
         if tokens < 1.0:
-            self._keep(caller, tokens, now)
+            bucket[0], bucket[1], bucket[2] = tokens, now, now + (burst - tokens) / rate
             self._on_decision("request", "limited")
             raise RateLimited(
                 "too many requests; retry later",
-                retry_after=math.ceil((1.0 - tokens) / self._rate),
+                retry_after=math.ceil((1.0 - tokens) / rate),
                 reason="request_limit",
             )
-        self._keep(caller, tokens - 1.0, now)
+        tokens -= 1.0
+        bucket[0], bucket[1], bucket[2] = tokens, now, now + (burst - tokens) / rate
         self._on_decision("request", "allowed")
 
-    def _keep(self, caller: str, tokens: float, now: float) -> None:
-        # At worst an evicted caller gets a fresh bucket back.
-        self._buckets.put(caller, (tokens, now), now + (self._burst - tokens) / self._rate)
+    def __len__(self) -> int:
+        """Callers holding a bucket now."""
+        return len(self._buckets)

@@ -8,12 +8,14 @@ and single flight (`infra/singleflight.py`) makes concurrent misses of one key s
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
 from gateway.errors import RateLimited
+from gateway.infra.lru import ExpiringLru
 from gateway.infra.ratelimit import Budget
 from gateway.infra.singleflight import SingleFlight
 from gateway.tokens.format import EmbedToken
@@ -29,6 +31,7 @@ LANDED_SECONDS = 1.0  # far above a Redis read's deadline (GATEWAY_REDIS_TIMEOUT
 # Called with (caller subject, tenant) just before a mint; raises to refuse it (the subject's
 # mint budget, in its own Redis slot).
 BeforeMint = Callable[[str | None, str], Awaitable[None]]
+ENTRY_CACHE_SIZE = 10_000
 
 
 class TenantBudgets(Protocol):
@@ -93,6 +96,8 @@ class TokenIssuer:
         # no second read, it would start a flight of its own (a second database lookup).
         self._flights_ended = 0
         self._landed: dict[str, tuple[int, Issued]] = {}
+        # Each request's entry, built once: five key strings per request add up on the hot path.
+        self._entries: ExpiringLru[TokenRequest, EntryKey] = ExpiringLru(ENTRY_CACHE_SIZE)
 
     @property
     def api_key_id(self) -> str:
@@ -118,15 +123,27 @@ class TokenIssuer:
             alias=alias,
         )
 
+    def entry(self, request: TokenRequest) -> EntryKey:
+        """`where` of a request (its dashboard, or the tenant's default), remembered."""
+        where = self._entries.get(request, 0.0)
+        if where is None:
+            dashboard_id = request.dashboard_id or DEFAULT_DASHBOARD
+            where = self.where(request.workspace_id, request.tenant_id, dashboard_id)
+            self._entries.put(request, where, math.inf)
+        return where
+
+    def held(self, request: TokenRequest) -> EmbedToken | None:
+        """This worker's copy of the request's token, while its bound and the reuse rule allow:
+        the hot path, answered without a round trip, an await or a task."""
+        return self._tiers.local(self.entry(request), self._clock())
+
     def key(self, workspace_id: str, tenant_id: str, dashboard_id: str) -> str:
         """The Redis key of one entry."""
         return self.where(workspace_id, tenant_id, dashboard_id).key
 
     async def issue(self, request: TokenRequest, subject: str | None = None) -> Issued:
         """The token for this (already authorised) request; `subject` is the caller's JWT sub."""
-        where = self.where(
-            request.workspace_id, request.tenant_id, request.dashboard_id or DEFAULT_DASHBOARD
-        )
+        where = self.entry(request)
         now = self._clock()
         held = self._tiers.local(where, now)
         if held is not None:

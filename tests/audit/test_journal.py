@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from gateway.audit.event import AuditEvent, copy_line
 from gateway.audit.journal import Fsync, Journal, read_lines
 from tests.audit.journal_files import journal_lines
@@ -97,3 +100,23 @@ def test_fsync_modes_write_the_same_lines(tmp_path) -> None:
         journal.sync()
         assert journal_lines(directory) == len(LINES)
         journal.close()
+
+
+def test_a_killed_process_leaves_its_mapped_lines_on_disk(tmp_path) -> None:
+    """The active segment is written through a memory mapping, not write(): a child process that
+    appends and is SIGKILLed before any close leaves every line in the file, the zeros past them
+    are not lines, and another journal adopts exactly those lines."""
+    pid = os.fork()
+    if pid == 0:  # the child: append, then die without closing or unmapping anything
+        journal = Journal(tmp_path, max_segment_bytes=100_000)
+        for data in LINES:
+            journal.append(data)
+        os.kill(os.getpid(), signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status)
+    assert os.WTERMSIG(status) == signal.SIGKILL
+    (path,) = tmp_path.glob("audit-*.copy")
+    assert path.stat().st_size > sum(map(len, LINES))  # the mapping's zeros are still there
+    (adopted,) = Journal(tmp_path).adopt_orphans()
+    assert adopted.size == sum(map(len, LINES))
+    assert read_lines(adopted.path) == LINES

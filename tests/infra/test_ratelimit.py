@@ -54,6 +54,24 @@ def test_request_limiter_forgets_old_callers() -> None:
         limiter.check("c")
 
 
+def test_request_limiter_drops_full_buckets_of_gone_callers() -> None:
+    """A stream of new callers does not grow the table: buckets untouched since they filled up
+    again are dropped as new ones come, while a caller still short of tokens keeps its bucket."""
+    clock = FakeClock()
+    limiter = RequestLimiter(rate=10.0, burst=2, clock=clock)
+    for i in range(1000):  # one new caller a millisecond; each bucket is full again in 0.1 s
+        clock.now += 0.001
+        limiter.check(f"caller-{i}")
+    assert len(limiter) < 300
+    for _ in range(2):
+        limiter.check("busy")  # empty: full again only 0.2 s from now
+    clock.now += 0.05
+    for i in range(10):
+        limiter.check(f"late-{i}")
+    with pytest.raises(RateLimited):  # still short of tokens: not forgotten
+        limiter.check("busy")
+
+
 @pytest.fixture
 async def many(db: asyncpg.Connection) -> asyncpg.Connection:
     """org-123 with 70 dashboards in workspace-456, org-999 with one."""
