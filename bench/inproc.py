@@ -1,25 +1,30 @@
 """CPU per request of the server's own code, without sockets or a load generator.
 
-`python -m bench.inproc [--requests N] [--rounds R]`: the floor app (bench/floor_app.py) and the
-gateway (`create_app(settings)`, run through `gateway serve`'s runner) each get their requests
-as raw HTTP bytes fed to aiohttp's connection handler, whose answers go to a transport that only
-counts them. Every layer of aiohttp, the gateway's code and its real PostgreSQL/Redis run; what
-is left out is the kernel's socket work and wrk, which cost the same for both and are the noise
-of `bench.run` on a shared machine. Rounds alternate floor and gateway, and the figures are
-medians of process CPU time per request and their ratio (hit path: the local tier answers).
+`python -m bench.inproc [--path hit|miss] [--requests N] [--rounds R]`: the floor app
+(bench/floor_app.py) and the gateway (`create_app(settings)`, run through `gateway serve`'s
+runner) each get their requests as raw HTTP bytes fed to aiohttp's connection handler, whose
+answers go to a transport that only counts them. Every layer of aiohttp, the gateway's code and
+its real PostgreSQL/Redis run; what is left out is the kernel's socket work and wrk, which cost
+the same for both and are the noise of `bench.run` on a shared machine. Rounds alternate floor
+and gateway, and the figures are medians of process CPU time per request and their ratio.
+
+`--path hit` (the default): one caller and tenant, answered by the local tier. `--path miss`:
+every request is a tenant never seen, with a caller JWT never seen (JWT verify, the PostgreSQL
+lookup, Redis, the mint, the share script); tenants and JWTs are all made before timing starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvloop
@@ -33,6 +38,7 @@ from gateway.ops.runner import GatewayRunner
 from gateway.settings import load_settings
 
 CONCURRENCY = 50  # connections, as wrk -c50
+WARM_REQUESTS = CONCURRENCY * 4
 PEER = ("127.0.0.1", 40000)
 
 
@@ -91,9 +97,12 @@ def raw_request(body: bytes, token: str) -> bytes:
 
 
 class Driver:
-    """`CONCURRENCY` connections to one app; each round sends one request on every one."""
+    """`CONCURRENCY` connections to one app; each round sends one request on every one.
 
-    def __init__(self, runner: web.BaseRunner, raw: bytes) -> None:
+    `raw` gives each request's bytes in turn: the same one (hit) or a new one each time (miss).
+    """
+
+    def __init__(self, runner: web.BaseRunner, raw: Iterator[bytes]) -> None:
         assert runner.server is not None
         self._raw = raw
         self._answered = 0
@@ -119,7 +128,7 @@ class Driver:
             self._done = loop.create_future()
             self._want = self._answered + len(self._protocols)
             for proto in self._protocols:
-                proto.data_received(self._raw)
+                proto.data_received(next(self._raw))
             await asyncio.wait_for(self._done, 30)
             sent += len(self._protocols)
         return (time.process_time() - started) / sent
@@ -157,21 +166,38 @@ class Callgrind:
         return int(totals.group(1))
 
 
+def tenant_request(tenant: str, subject: str) -> bytes:
+    """`tenant`'s token request from `subject`, with a caller JWT of its own."""
+    body = f'{{"tenant_id":"{tenant}","workspace_id":"{WORKSPACE}"}}'.encode()
+    return raw_request(body, caller_jwt(tenant, subject))
+
+
+def miss_tenants(timed: int) -> list[str]:
+    """One never-seen tenant per request: the warm-up's and the `timed` ones."""
+    return [f"miss-{i:07d}" for i in range(WARM_REQUESTS + timed)]
+
+
+def timed_requests(requests: int, rounds: int) -> int:
+    """Requests each app gets after its warm-up (Driver.run sends whole rounds of connections)."""
+    return -(-requests // CONCURRENCY) * CONCURRENCY * rounds
+
+
 async def count_instructions(
-    env: dict[str, str], off: tuple[str, ...], requests: int, out_dir: Path
+    env: dict[str, str], off: tuple[str, ...], requests: int, out_dir: Path, path: str
 ) -> None:
     """Instructions per request of the floor and the gateway (run under callgrind)."""
     grind = Callgrind(out_dir)
-    runners, drivers = await _start(env, off)
+    runners, drivers = await _start(env, off, path, timed_requests(requests, 1))
     try:
         for driver in drivers:  # warm
-            await driver.run(CONCURRENCY * 4)
+            await driver.run(WARM_REQUESTS)
         counts = []
         for driver in drivers:
             grind.zero()
             await driver.run(requests)
             counts.append(grind.count() / requests)
         f, g = counts
+        print(f"path: {path}")
         print(f"floor   {f / 1000:8.1f} k instructions/request")
         print(f"gateway {g / 1000:8.1f} k instructions/request; {g / f:.2f} x floor")
     finally:
@@ -180,32 +206,40 @@ async def count_instructions(
 
 
 async def _start(
-    env: dict[str, str], off: tuple[str, ...]
+    env: dict[str, str], off: tuple[str, ...], path: str, timed: int
 ) -> tuple[list[web.BaseRunner], list[Driver]]:
     floor = web.Application()
     floor.router.add_post(PATHS[0], answer)
     gateway = factory(off)(load_settings(env))
-    token = caller_jwt("bench-hit", "user-1")
-    raw = raw_request(f'{{"tenant_id":"bench-hit","workspace_id":"{WORKSPACE}"}}'.encode(), token)
+    if path == "miss":
+        # Built before timing: the floor is sent the same bytes (it reads none of them).
+        raws = [tenant_request(t, f"user-{t}") for t in miss_tenants(timed)]
+        feeds: list[Iterator[bytes]] = [iter(raws), iter(raws)]
+    else:
+        raw = tenant_request("bench-hit", "user-1")
+        feeds = [itertools.repeat(raw), itertools.repeat(raw)]
     runners: list[web.BaseRunner] = [
         GatewayRunner(app, access_log=None) for app in (floor, gateway)
     ]
     for runner in runners:
         await runner.setup()
-    return runners, [Driver(runner, raw) for runner in runners]
+    return runners, [Driver(runner, feed) for runner, feed in zip(runners, feeds, strict=True)]
 
 
-async def measure(env: dict[str, str], off: tuple[str, ...], requests: int, rounds: int) -> None:
+async def measure(
+    env: dict[str, str], off: tuple[str, ...], requests: int, rounds: int, path: str
+) -> None:
     """Alternate floor and gateway rounds; print medians and the ratio."""
-    runners, drivers = await _start(env, off)
+    runners, drivers = await _start(env, off, path, timed_requests(requests, rounds))
     try:
-        for driver in drivers:  # warm: the first request mints, later ones hit the local tier
-            await driver.run(CONCURRENCY * 4)
+        for driver in drivers:  # warm (hit: the first request mints, later ones hit the local tier)
+            await driver.run(WARM_REQUESTS)
         figures: list[list[float]] = [[], []]
         for _ in range(rounds):
             for i, driver in enumerate(drivers):
                 figures[i].append(await driver.run(requests) * 1e6)
         f, g = (statistics.median(x) for x in figures)
+        print(f"path: {path}")
         print(f"floor   {f:6.1f} us CPU/request (median of {rounds} rounds of {requests})")
         print(f"gateway {g:6.1f} us CPU/request; {g / f:.2f} x floor, {g - f:.1f} us over it")
         ratios = [b / a for a, b in zip(*figures, strict=True)]
@@ -220,10 +254,11 @@ async def measure(env: dict[str, str], off: tuple[str, ...], requests: int, roun
 
 
 def main() -> None:
-    """Set up PostgreSQL, Redis and one tenant, then measure the hit path in process."""
+    """Set up PostgreSQL, Redis and the tenants, then measure the chosen path in process."""
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--path", choices=("hit", "miss"), default="hit")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
@@ -243,7 +278,11 @@ def main() -> None:
             services(args.database_url, args.redis_url, work) as (pg, rd),
             scratch(pg, rd) as (dsn, prefix),
         ):
-            asyncio.run(seed(dsn, ["bench-hit"]))
+            tenants = ["bench-hit"]
+            if args.path == "miss":
+                rounds = 1 if args.callgrind else args.rounds
+                tenants = miss_tenants(timed_requests(args.requests, rounds))
+            asyncio.run(seed(dsn, tenants))
             env = Launcher(dsn, rd, prefix, work, args.env).env("inproc")
             env.setdefault("GATEWAY_AUDIT_SPOOL_DIR", str(work / "journal"))
             if args.callgrind:
@@ -252,10 +291,9 @@ def main() -> None:
                 env.setdefault("GATEWAY_AUDIT_FLUSH_INTERVAL", "60")
                 # Likewise the local tier's bound: refills from Redis by the clock, not by count.
                 env.setdefault("GATEWAY_LOCAL_CACHE_TTL", "300")
-            if args.callgrind:
-                uvloop.run(count_instructions(env, off, args.requests, Path(args.out)))
+                uvloop.run(count_instructions(env, off, args.requests, Path(args.out), args.path))
             else:
-                uvloop.run(measure(env, off, args.requests, args.rounds))
+                uvloop.run(measure(env, off, args.requests, args.rounds, args.path))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -87,6 +88,14 @@ def json_object(data: bytes, part: str) -> dict[str, Any]:
     return parsed
 
 
+# Callers send the same few headers (`{"alg":"HS256","typ":"JWT"}`): each distinct header segment
+# is decoded and parsed once. A pure function of the segment text, so a cached answer is the one
+# a fresh parse would give; a refused segment raises and is not cached.
+@functools.lru_cache(maxsize=64)
+def _header(segment: str) -> dict[str, Any]:
+    return json_object(b64url_segment(segment, "header"), "header")
+
+
 def parse_compact(token: str) -> CompactJws:
     """Read a compact JWS strictly; Unauthenticated with a reason for anything off."""
     if len(token) > MAX_TOKEN_CHARS:
@@ -99,7 +108,7 @@ def parse_compact(token: str) -> CompactJws:
         raise _malformed("token header and payload must not be empty")
     # The signature segment may be empty in shape (alg "none" tokens); the alg check refuses them.
     signature = b64url_segment(signature_b64, "signature")
-    header = json_object(b64url_segment(header_b64, "header"), "header")
+    header = dict(_header(header_b64))  # a copy: the cached one is never handed out
     claims = json_object(b64url_segment(payload_b64, "payload"), "payload")
     # The segments are checked to be base64url above, so ASCII is exact.
     signing_input = f"{header_b64}.{payload_b64}".encode("ascii")

@@ -2,9 +2,11 @@
 
 The mint limiter answers for every instance at once, so it lives in Redis: the tenant's budget in
 the tenant's slot, spent inside the token store's share script (`GCRA_SPEND`, one round trip with
-the store), the caller subject's in its own slot, a single-key script of its own (a Redis Cluster
-cannot run one script over two slots). The request limiter is a token bucket in this
-process's memory: refusing a caller who hammers cache hits must not cost a Redis round trip.
+the store); the caller subject's in its own slot, spent by the share script too on one Redis node
+(standalone, or Sentinel's primary), and in a Redis Cluster (which cannot run one script over two
+slots) by a single-key script of its own, one more round trip. The request limiter is a token
+bucket in this process's memory: refusing a caller who hammers cache hits must not cost a Redis
+round trip.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ KeyFor = Callable[[str], str]
 class MintLimiter:
     """Global mint limits per caller subject and per tenant, in Redis.
 
-    The subject's budget is spent by its own script (`spend_subject`); the tenant's inside the
-    token store's share script (`tenant_budget`), whose answer `settle` turns into a decision.
+    The tenant's budget is spent inside the token store's share script (`tenant_budget`), whose
+    answer `settle` turns into a decision. The subject's is spent there too (`subject_budget`)
+    unless the client is a cluster's (`subject_in_share` False): then by its own script
+    (`spend_subject`), before the share script.
     """
 
     def __init__(
@@ -103,8 +107,14 @@ class MintLimiter:
         fail_closed: bool = False,
         on_decision: DecisionListener | None = None,
         batcher: RedisBatcher | None = None,
+        subject_in_share: bool | None = None,
     ) -> None:
         self._script = ScriptCall(client, GCRA_SCRIPT, timeout=timeout, batcher=batcher)
+        # One script may touch keys of any slot except in a cluster, where the subject's key is
+        # in another slot than the tenant's (None: decided by the client's kind).
+        self._subject_in_share = (
+            not isinstance(client, RedisCluster) if subject_in_share is None else subject_in_share
+        )
         self._tenant_key = tenant_key
         self._subject_key = subject_key
         self._per_subject = per_subject
@@ -114,14 +124,23 @@ class MintLimiter:
         self._on_decision = on_decision or (lambda _limiter, _decision: None)
 
     async def spend_subject(self, subject: str | None, _tenant_id: str) -> None:
-        """Spend one mint of the subject's budget (its own slot), or raise RateLimited.
+        """Spend one mint of the subject's budget (its own slot), or raise RateLimited; a no-op
+        where the share script spends it (`subject_budget`).
 
         The decision for the mint is recorded by `settle`, once the tenant's budget is known; a
         Redis failure here fails the request's later Redis calls too (the breaker), so `settle`
         then sees the share script fail and decides fail open or closed.
         """
-        if self._per_subject is not None and subject is not None:
+        if self._per_subject is not None and subject is not None and not self._subject_in_share:
             await self._spend(self._subject_key(subject), self._per_subject)
+
+    def subject_budget(self, subject: str | None) -> Budget | None:
+        """The subject's budget for the share script to spend first (not in a cluster), or None:
+        no subject limit, no subject, or `spend_subject` spends it in its own call."""
+        if self._per_subject is None or subject is None or not self._subject_in_share:
+            return None
+        rate = self._per_subject
+        return Budget(self._subject_key(subject), rate.interval_ms, rate.period_ms)
 
     def tenant_budget(self, tenant_id: str) -> Budget | None:
         """The tenant's budget, for the share script to spend in the tenant's slot."""

@@ -36,9 +36,13 @@ async def lookup_dashboard(
     tenant_id: str,
     workspace_id: str,
     dashboard_id: str | None,
+    *,
+    timeout: float | None = None,
 ) -> str:
-    """The dashboard to embed for this tenant and workspace; DashboardNotFound if none applies."""
-    rows = await conn.fetch(LOOKUP_SQL, tenant_id, workspace_id, dashboard_id)
+    """The dashboard to embed for this tenant and workspace; DashboardNotFound if none applies.
+
+    `timeout`: seconds for the query (asyncpg's own timer; None: the connection's default)."""
+    rows = await conn.fetch(LOOKUP_SQL, tenant_id, workspace_id, dashboard_id, timeout=timeout)
     if not rows:
         if dashboard_id is None:
             raise DashboardNotFound(

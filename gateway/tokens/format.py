@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
+
+# base64.urlsafe_b64encode is b2a_base64 then this translation; called directly on the mint path.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +27,8 @@ class EmbedToken:
 def sign_v1(secret: bytes, workspace_id: str, valid_until: int) -> str:
     """Hex HMAC-SHA256 over workspace_id + str(valid_until), as the vendor documents it."""
     message = (workspace_id + str(valid_until)).encode()
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+    # hmac.digest runs in C; hmac.new builds a Python HMAC object first (same bytes).
+    return hmac.digest(secret, message, "sha256").hex()
 
 
 def mint_v1(
@@ -35,13 +41,31 @@ def mint_v1(
     valid_until: int,
 ) -> str:
     """Build a v1 token byte-identical to the reference: json.dumps defaults, '=' padding kept."""
+    signature = sign_v1(secret, workspace_id, valid_until)
+    if (
+        type(valid_until) is int
+        and type(api_key_id) is str
+        and type(workspace_id) is str
+        and type(tenant_id) is str
+        and type(dashboard_id) is str
+    ):
+        # What json.dumps(claims) writes, spelt out (a third of its cost on the mint path): its
+        # ", " and ": " separators, each string through the same ASCII escaper it uses, the int
+        # as int.__repr__. The reference vectors pin the bytes.
+        q = encode_basestring_ascii
+        text = (
+            f'{{"api_key_id": {q(api_key_id)}, "workspace_id": {q(workspace_id)}, '
+            f'"tenant_id": {q(tenant_id)}, "dashboard_id": {q(dashboard_id)}, '
+            f'"valid_until": {int.__repr__(valid_until)}, "signature": {q(signature)}}}'
+        )
+        return binascii.b2a_base64(text.encode(), newline=False).translate(_URLSAFE).decode()
     claims = {
         "api_key_id": api_key_id,
         "workspace_id": workspace_id,
         "tenant_id": tenant_id,
         "dashboard_id": dashboard_id,
         "valid_until": valid_until,
-        "signature": sign_v1(secret, workspace_id, valid_until),
+        "signature": signature,
     }
     # The vendor's verifier parses exactly this serialisation; orjson's compact one would differ.
     return base64.urlsafe_b64encode(json.dumps(claims).encode()).decode()

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from gateway.errors import RateLimited
 from gateway.infra.ratelimit import Budget
@@ -33,10 +33,15 @@ ENTRY_CACHE_SIZE = 10_000
 
 
 class TenantBudgets(Protocol):
-    """The tenant's mint budget, spent inside the store's share script (`MintLimiter`)."""
+    """The tenant's mint budget, spent inside the store's share script (`MintLimiter`), and the
+    subject's where one script may spend both."""
 
     def tenant_budget(self, tenant_id: str) -> Budget | None:
         """The budget the share script spends before storing a new token."""
+
+    def subject_budget(self, subject: str | None) -> Budget | None:
+        """The subject's budget for the share script to spend first; None when `BeforeMint`
+        spends it (its own call, in a cluster) or there is none."""
 
     def settle(self, subject: str | None, wait_ms: int | None) -> None:
         """Record the mint's decision; raise RateLimited (wait_ms > 0) or Unavailable."""
@@ -198,10 +203,12 @@ class TokenIssuer:
             # the script returns the canonical entry when there is one and points the alias at it.
             canonical = self.where(request.workspace_id, request.tenant_id, dashboard_id)
             alias = where
-        # The subject's budget is its own single-key call before the script, not pipelined with
-        # it: it lives in another slot, so the script cannot see its answer, and sending both
-        # together would store (and let every instance serve) a token minted for a subject that
-        # was over its budget. Its cost: one more round trip on a miss, only with a subject limit.
+        # The subject's budget. On one Redis node (standalone, Sentinel) the share script spends
+        # it first (`subject_budget`), so a miss is 2 round trips. In a cluster its key is in
+        # another slot than the tenant's: the hook spends it in a single-key call of its own
+        # before the script (3 round trips), not pipelined with it, since the script could not
+        # see its answer and sending both together would store (and let every instance serve) a
+        # token minted for a subject that was over its budget.
         await self._spend_budget(subject, request.tenant_id)
         budgets = self._budgets
         token, shared = await self._minter.mint_and_share(
@@ -211,10 +218,13 @@ class TokenIssuer:
             alias=alias,
             observed=looked.observed,
             budget=None if budgets is None else budgets.tenant_budget(request.tenant_id),
+            subject_budget=None if budgets is None else budgets.subject_budget(subject),
         )
         if shared.token is not None:
             return self._land(where.key, Issued(shared.token, cache_hit=True))
         if budgets is not None:
+            if shared.outcome == "subject_limited":
+                _refuse_subject(budgets, subject, shared.wait_ms)
             budgets.settle(subject, None if shared.outcome == "failed" else shared.wait_ms)
         issued = Issued(token, cache_hit=False)
         # Only a token Redis holds can be found by late readers; one not stored (a revocation
@@ -242,3 +252,13 @@ class TokenIssuer:
         except RateLimited as exc:
             exc.subject = subject  # whose budget said no, for callers sharing this mint
             raise
+
+
+def _refuse_subject(budgets: TenantBudgets, subject: str | None, wait_ms: int) -> NoReturn:
+    """The share script found the subject over its budget and stored nothing: its 429."""
+    try:
+        budgets.settle(subject, wait_ms)
+    except RateLimited as exc:
+        exc.subject = subject  # whose budget said no, for callers sharing this mint
+        raise
+    raise AssertionError("settle() must refuse a mint over a budget")

@@ -60,6 +60,7 @@ class Minter:
         alias: EntryKey | None,
         observed: str,
         budget: Budget | None,
+        subject_budget: Budget | None = None,
     ) -> tuple[EmbedToken, Shared]:
         """Sign a token and hand it to the share script: (our token, what the script did).
 
@@ -68,7 +69,13 @@ class Minter:
         now = self._clock()
         token = self.mint(request, dashboard_id, now)
         shared = await self._store.share(
-            canonical, token, now, alias=alias, observed=observed, budget=budget
+            canonical,
+            token,
+            now,
+            alias=alias,
+            observed=observed,
+            budget=budget,
+            subject_budget=subject_budget,
         )
         if shared.outcome == "found" and alias is None:
             self.races_lost += 1

@@ -41,11 +41,22 @@ class DashboardResolver:
         self.lookups += 1
         pool = self._pool if fresh or self._read_pool is None else self._read_pool
         try:
-            async with pool.acquire(timeout=self._acquire_timeout) as conn:
-                async with asyncio.timeout(self._timeout):
-                    return await lookup_dashboard(
-                        conn, request.tenant_id, request.workspace_id, request.dashboard_id
-                    )
+            # One timer per deadline: ours around the acquire (asyncpg's own acquire timeout
+            # wraps it in a second coroutine and timer), asyncpg's protocol timer for the query
+            # (it replaces the pool's command_timeout timer, so it costs nothing extra), and the
+            # release bounded by the acquire's budget as asyncpg would bound it.
+            async with asyncio.timeout(self._acquire_timeout):
+                conn = await pool.acquire()
+            try:
+                return await lookup_dashboard(
+                    conn,
+                    request.tenant_id,
+                    request.workspace_id,
+                    request.dashboard_id,
+                    timeout=self._timeout,
+                )
+            finally:
+                await pool.release(conn, timeout=self._acquire_timeout)
         except REQUEST_DATABASE_ERRORS as exc:
             # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500.
             log.warning("dashboard lookup failed: %s", type(exc).__name__)

@@ -50,23 +50,31 @@ return {false, observed, changed}
 """
 
 # The whole write side of a miss in one script in the tenant's slot (one round trip): the
-# canonical entry if one stored under the current generations is still reusable (another
-# instance won the race, or an explicit request stored the default dashboard's token; the alias
-# is pointed at it and no budget is spent), else the tenant's mint budget, else store the new
-# token and its alias. The script is atomic, so "check then SET" needs no NX: one token per key.
-# KEYS: canonical entry, generations, tenant budget, [alias entry]. ARGV: token, dashboard id,
-# valid_until, now (s), refresh buffer (s), alias field, observed stamp ('' to skip), budget
-# interval ms (0: none), budget period ms. Returns {1} stored; {0, entry} reusable entry found;
-# {-1} not stored, a generation moved since the miss (a revocation: not lost); {-2, wait ms}
-# over the tenant's budget; {-3} not stored, too short-lived to reuse.
+# caller subject's mint budget when one is passed (only where one script may touch two slots:
+# not a cluster), then the canonical entry if one stored under the current generations is still
+# reusable (another instance won the race, or an explicit request stored the default dashboard's
+# token; the alias is pointed at it and no tenant budget is spent), else the tenant's mint
+# budget, else store the new token and its alias. The script is atomic, so "check then SET"
+# needs no NX: one token per key.
+# KEYS: canonical entry, generations, tenant budget, subject budget, [alias entry] (an absent
+# budget's key is the canonical entry's, never touched). ARGV: token, dashboard id, valid_until,
+# now (s), refresh buffer (s), alias field, observed stamp ('' to skip), tenant budget interval
+# ms (0: none), its period ms, subject budget interval ms (0: none), its period ms. Returns {1}
+# stored; {0, entry} reusable entry found; {-1} not stored, a generation moved since the miss (a
+# revocation: not lost); {-2, wait ms} over the tenant's budget; {-3} not stored, too
+# short-lived to reuse; {-4, wait ms} over the subject's budget, nothing else done.
 SHARE_SCRIPT = (
     GCRA_SPEND
     + """
+if tonumber(ARGV[10]) > 0 then
+    local wait = gcra_spend(KEYS[4], tonumber(ARGV[10]), tonumber(ARGV[11]))
+    if wait > 0 then return {-4, wait} end
+end
 local g = redis.call('HMGET', KEYS[2], 't', 'd:' .. ARGV[2], ARGV[6])
 local t, d, a = g[1] or '0', g[2] or '0', g[3] or '0'
 local stamp = t .. '.' .. d
 local now, buffer = tonumber(ARGV[4]), tonumber(ARGV[5])
-local alias = KEYS[4]
+local alias = KEYS[5]
 local raw = redis.call('GET', KEYS[1])
 if raw then
     local ok, e = pcall(cjson.decode, raw)
@@ -116,7 +124,8 @@ class Shared:
 
     outcome: "stored"; "found" (`token` is the reusable entry already there); "not_stored" (a
     generation moved since the miss, or too short-lived to share); "limited" (the tenant's
-    budget: `wait_ms`); "failed" (Redis did not answer, or the breaker is open).
+    budget: `wait_ms`); "subject_limited" (the subject's budget, when the script spent it:
+    `wait_ms`; nothing stored); "failed" (Redis did not answer, or the breaker is open).
     """
 
     outcome: str
@@ -213,10 +222,17 @@ class TokenStore:
         alias: EntryKey | None = None,
         observed: str = "",
         budget: Budget | None = None,
+        subject_budget: Budget | None = None,
     ) -> Shared:
         """Store a new token under `canonical` (and `alias`) unless a reusable one is there,
-        spending `budget` first; one script, one round trip (see SHARE_SCRIPT)."""
-        keys = [canonical.key, canonical.generations, budget.key if budget else canonical.key]
+        spending `subject_budget` first and `budget` (the tenant's) before storing; one script,
+        one round trip (see SHARE_SCRIPT)."""
+        keys = [
+            canonical.key,
+            canonical.generations,
+            budget.key if budget else canonical.key,
+            subject_budget.key if subject_budget else canonical.key,
+        ]
         if alias is not None:
             keys.append(alias.key)
         args = [
@@ -229,6 +245,8 @@ class TokenStore:
             observed,
             budget.interval_ms if budget else 0,
             budget.period_ms if budget else 0,
+            subject_budget.interval_ms if subject_budget else 0,
+            subject_budget.period_ms if subject_budget else 0,
         ]
         try:
             reply = await self._breaker.call(
@@ -246,6 +264,8 @@ class TokenStore:
             return Shared("stored")
         if code == -2:
             return Shared("limited", wait_ms=int(reply[1]))
+        if code == -4:
+            return Shared("subject_limited", wait_ms=int(reply[1]))
         if code == -1:
             log.info("a revocation happened during a mint; the new token is not shared")
         found = decode_entry(reply[1]) if code == 0 else None

@@ -22,6 +22,21 @@ def test_parse_returns_header_and_claims() -> None:
     assert jws.claims == {"sub": "a", "n": 10**30}
 
 
+def test_a_repeated_header_is_read_the_same_and_never_shared() -> None:
+    """The same header segment parsed again (cached) gives an equal header of its own; a header
+    refused once is refused again."""
+    head = b64({"alg": "HS256", "typ": "JWT"})
+    first = parse_compact(f"{head}.{b64({'sub': 'a'})}.c2ln")
+    first.header["alg"] = "none"
+    again = parse_compact(f"{head}.{b64({'sub': 'b'})}.c2ln")
+    assert again.header == {"alg": "HS256", "typ": "JWT"}
+    duplicated = b64(b'{"alg":"HS256","alg":"none"}')
+    for _ in range(2):
+        assert reason_of(parse_compact, f"{duplicated}.{b64({'sub': 'a'})}.c2ln") == (
+            "duplicate_member"
+        )
+
+
 def token_of_length(length: int) -> str:
     """A well-formed token of exactly this many characters."""
     head = b64({"alg": "HS256"})

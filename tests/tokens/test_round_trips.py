@@ -1,26 +1,30 @@
 """Redis round trips per token request, counted on the wire: a round trip that creeps back fails.
 
 Each round trip is one write of packed commands to a connection (a pipeline is one), counted by
-wrapping redis-py's `send_packed_command` for the test; the Redis is real.
+wrapping redis-py's `send_packed_command` for the test; the Redis is real: the tests' server, and
+a 3-primary Redis Cluster, where the subject's mint budget is in a slot of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 
 from gateway.infra.breaker import CircuitBreaker
 from gateway.infra.ratelimit import MintLimiter, Rate
-from gateway.settings import Settings
+from gateway.infra.redis_client import create_redis
+from gateway.settings import RedisTarget, Settings
 from gateway.tokens.directory import add_mapping
 from gateway.tokens.issuer import TokenIssuer
 from gateway.tokens.keys import KeyLayout
 from gateway.tokens.request import TokenRequest
 from tests.tokens import build
+from tests.topology import RedisClusterProcs
 
 
 class Wire:
@@ -47,10 +51,23 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
     return counter
 
 
-@pytest.fixture
-async def deps(settings: Settings, db: asyncpg.Connection) -> AsyncIterator[tuple]:
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisClusterProcs]:
+    nodes = RedisClusterProcs().start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+async def deps(
+    request: pytest.FixtureRequest, settings: Settings, db: asyncpg.Connection
+) -> AsyncIterator[tuple]:
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    client = aioredis.Redis.from_url(settings.redis_url)
+    if request.param == "cluster":
+        nodes = request.getfixturevalue("cluster")
+        client = create_redis(RedisTarget(nodes.url, settings.redis_prefix, "cluster"), timeout=2.0)
+    else:
+        client = aioredis.Redis.from_url(settings.redis_url)
     for tenant in ("org-1", "org-warm"):
         await add_mapping(db, tenant, "ws-1", "dash-1", is_default=True)
     yield pool, client, settings
@@ -85,14 +102,16 @@ def _req(tenant: str, dashboard: str | None) -> TokenRequest:
 
 @pytest.mark.parametrize("subject_limit", [False, True])
 async def test_round_trips_per_hit_miss_and_alias_miss(deps, wire, subject_limit) -> None:
-    """A Redis hit is 1 round trip; a miss 2 (the read, then one script: canonical check, tenant
-    budget, store, alias), an alias miss 2 as well, with or without the canonical entry; a
-    subject mint limit adds its own single-key call (another slot): 3."""
+    """A Redis hit is 1 round trip; a miss 2 (the read, then one script: subject budget,
+    canonical check, tenant budget, store, alias), an alias miss 2 as well, with or without the
+    canonical entry. In a cluster a subject mint limit is its own single-key call (another
+    slot): 3."""
     issuer = _issuer(deps, subject_limit=subject_limit)
     # Scripts are loaded once per server (NOSCRIPT, SCRIPT LOAD): not what is counted here.
     await issuer.issue(_req("org-warm", None), "warm")
     wire.reset()
-    budget = 1 if subject_limit else 0
+    in_cluster = isinstance(deps[1], RedisCluster)
+    budget = 1 if subject_limit and in_cluster else 0
 
     minted = await issuer.issue(_req("org-1", "dash-1"), "user-1")
     assert minted.minted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -88,3 +89,71 @@ async def test_an_alias_miss_served_by_the_canonical_entry_spends_no_budget(deps
         await issuer.issue(_req("dash-2"))
     assert 1 <= refused.value.retry_after <= 60
     assert await client.exists(issuer.key("ws-1", "org-1", "dash-2")) == 0
+
+
+def _limiter(client: aioredis.Redis, layout: KeyLayout, *, subject_in_share: bool) -> MintLimiter:
+    return MintLimiter(
+        client,
+        tenant_key=layout.tenant_budget,
+        subject_key=layout.subject_budget,
+        per_subject=Rate(1, 60.0),
+        per_tenant=Rate(2, 60.0),
+        timeout=2.0,
+        breaker=CircuitBreaker("redis"),
+        subject_in_share=subject_in_share,
+    )
+
+
+@pytest.mark.parametrize("subject_in_share", [True, False], ids=["in_script", "own_call"])
+async def test_a_subject_over_its_budget_stores_nothing_and_spends_no_tenant_budget(
+    deps, subject_in_share
+) -> None:
+    """A subject of one mint a minute: its second mint is 429 with a Retry-After, nothing is
+    stored, and the tenant's budget (two a minute) is untouched, so another subject still mints;
+    the same whether the share script spends the subject's budget (one Redis node) or its own
+    call does (a cluster)."""
+    pool, client, settings = deps
+    layout = KeyLayout(settings.redis_prefix)
+    limiter = _limiter(client, layout, subject_in_share=subject_in_share)
+    issuer = build.make_issuer(
+        pool, client, settings.redis_prefix, before_mint=limiter.spend_subject, budgets=limiter
+    )
+    assert (await issuer.issue(_req("dash-1"), "greedy")).minted
+    tenant_budget = await client.get(layout.tenant_budget("org-1"))
+    with pytest.raises(RateLimited) as refused:
+        await issuer.issue(_req("dash-2"), "greedy")
+    assert 1 <= refused.value.retry_after <= 60
+    assert refused.value.reason == "mint_limit"
+    assert await client.exists(issuer.key("ws-1", "org-1", "dash-2")) == 0
+    assert await client.get(layout.tenant_budget("org-1")) == tenant_budget
+    assert (await issuer.issue(_req("dash-2"), "modest")).minted
+
+
+async def test_a_shared_mint_refused_in_the_script_does_not_refuse_other_subjects(deps) -> None:
+    """Two callers share one mint; the share script finds the subject that started it over its
+    budget, and the other caller mints under its own budget instead of inheriting the 429."""
+    pool, client, settings = deps
+    layout = KeyLayout(settings.redis_prefix)
+    limiter = _limiter(client, layout, subject_in_share=True)
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_greedy(subject: str | None, _tenant: str) -> None:
+        if subject == "greedy" and not entered.is_set():
+            entered.set()
+            await release.wait()
+
+    issuer = build.make_issuer(
+        pool, client, settings.redis_prefix, before_mint=hold_greedy, budgets=limiter
+    )
+    spent = build.make_issuer(pool, client, settings.redis_prefix, budgets=limiter)
+    assert (await spent.issue(_req("dash-2"), "greedy")).minted  # its one mint this minute
+    first = asyncio.create_task(issuer.issue(_req("dash-1"), "greedy"))
+    await entered.wait()  # the shared mint is under way, held before the share script
+    second = asyncio.create_task(issuer.issue(_req("dash-1"), "modest"))
+    await asyncio.sleep(0.3)  # ample time for the second caller's miss to join the flight
+    release.set()
+    with pytest.raises(RateLimited):
+        await first
+    issued = await second
+    assert not issued.cache_hit  # minted on its retry (as the flight's joiner: shared_mint)
+    assert await client.exists(issuer.key("ws-1", "org-1", "dash-1")) == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,31 @@ def test_mint_matches_reference_vector(case: dict) -> None:
         valid_until=case["valid_until"],
     )
     assert token == case["token"]
+
+
+def test_mint_is_the_documented_serialisation_for_any_ids() -> None:
+    """The mint spells json.dumps out; for ids with quotes, backslashes, control characters,
+    non-ASCII and non-BMP text, and any int expiry, it writes exactly what json.dumps does."""
+    rng = random.Random(15)
+    alphabet = [chr(c) for c in [*range(128), 0xE9, 0x2028, 0xD7FF, 0xE000, 0xFFFD, 0x1F600]]
+    secret = b"s" * 32
+    for _ in range(2000):
+        api_key_id, workspace_id, tenant_id, dashboard_id = (
+            "".join(rng.choices(alphabet, k=rng.randint(0, 12))) for _ in range(4)
+        )
+        valid_until = rng.choice([0, -5, 1_700_000_000, 2**40])
+        claims = {
+            "api_key_id": api_key_id,
+            "workspace_id": workspace_id,
+            "tenant_id": tenant_id,
+            "dashboard_id": dashboard_id,
+            "valid_until": valid_until,
+            "signature": sign_v1(secret, workspace_id, valid_until),
+        }
+        reference = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode()
+        assert mint_v1(secret, **{k: v for k, v in claims.items() if k != "signature"}) == (
+            reference
+        )
 
 
 def test_vectors_cover_the_documented_ambiguity() -> None:
