@@ -33,7 +33,7 @@ from gateway.tokens.format import token_sha256
 TOKEN_PATHS = ("/api/v1/dashboards/iframe-token", "/api/dashboards/iframe-token")
 TOKEN_PATH_SET = frozenset(TOKEN_PATHS)
 MAX_USER_AGENT = 512
-# Every header of a token answer but its request id, built once (`Vary: Origin`: see edge.py).
+# Every header of a token answer but its request id, built once (what `stamp_headers` adds).
 ANSWER_HEADERS = {
     "Content-Type": "application/json",
     "Cache-Control": "no-store",
