@@ -36,8 +36,30 @@ class _Sink:
         return self
 
 
+class _NoSeries:
+    """A series that keeps nothing."""
+
+    def inc(self, _amount: float = 1.0) -> None:
+        """Count nothing."""
+
+
+def _count_nothing(*_args: str) -> None:
+    pass
+
+
 class NullMetrics(_Sink):
-    """Metrics that count nothing; /metrics says they are off."""
+    """Metrics that count nothing; /metrics says they are off. What the token path touches on
+    every request is a plain attribute or method here, so switching metrics off never costs
+    more than counting (the sink's `__getattr__` would)."""
+
+    cache_hits = _NoSeries()
+
+    def token_request(self, *_args: Any) -> None:
+        """The token path's count and latency: nothing."""
+
+    def counting(self, *_labels: Any) -> Any:
+        """Counting functions handed out at start-up (lookups, decisions): count nothing."""
+        return _count_nothing
 
     def render(self) -> bytes:
         """A comment line instead of the exposition."""

@@ -20,17 +20,20 @@ import asyncio
 import itertools
 import os
 import re
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
-from bench.apps import SWITCHES, factory
+from bench.apps import SWITCHES, available, factory
 from bench.floor_app import PATHS, answer
 from bench.servers import Launcher, scratch, services
 from bench.workload import PATH, WORKSPACE, caller_jwt, seed
@@ -253,6 +256,42 @@ async def measure(
             await runner.cleanup()
 
 
+def components(args: argparse.Namespace) -> None:
+    """Instructions per request with each component switched off (bench/apps.py), one
+    callgrind process per configuration, two at a time: where the hit's instructions go."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("bench: --components needs valgrind (apt-get install valgrind)")
+    names = available()
+    configs = [(), *((name,) for name in names), tuple(names)]
+
+    def count(off: tuple[str, ...]) -> tuple[float, float]:
+        with tempfile.TemporaryDirectory(prefix="gw-grind-") as out:
+            argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p",
+                    sys.executable, "-m", "bench.inproc", "--callgrind", "--out", out,
+                    "--path", args.path, "--requests", str(args.requests),
+                    "--database-url", args.database_url, "--redis-url", args.redis_url,
+                    *(f"--env={item}" for item in args.env),
+                    *(f"--off={name}" for name in off)]  # fmt: skip
+            text = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        found = re.findall(r"^(floor|gateway)\s+([\d.]+) k instructions", text, re.MULTILINE)
+        figures = dict(found)
+        if set(figures) != {"floor", "gateway"}:
+            raise SystemExit(f"bench: no counts for --off {off}:\n{text}")
+        return float(figures["floor"]), float(figures["gateway"])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(configs, pool.map(count, configs), strict=True))
+    floor, on = results[()]
+    print(f"\n{args.path}, k instructions per request (callgrind, {args.requests} requests each):")
+    print("| configuration | gateway | saved vs all on | x floor |")
+    print("|---|---:|---:|---:|")
+    for off, (floor_k, gateway_k) in results.items():
+        name = "all on" if not off else " + ".join(off) + " off"
+        saved = "" if not off else f"{on - gateway_k:.1f}"
+        print(f"| {name} | {gateway_k:.1f} | {saved} | {gateway_k / floor_k:.2f} |")
+    print(f"| the floor (bench/floor_app.py) | {floor:.1f} | | 1.00 |")
+
+
 def main() -> None:
     """Set up PostgreSQL, Redis and the tenants, then measure the chosen path in process."""
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
@@ -270,7 +309,15 @@ def main() -> None:
     )
     parser.add_argument("--out", default=".", help="where callgrind writes its dumps")
     parser.add_argument("--off", action="append", default=[], choices=sorted(SWITCHES))
+    parser.add_argument(
+        "--components",
+        action="store_true",
+        help="count instructions with each component off in turn (runs valgrind itself)",
+    )
     args = parser.parse_args()
+    if args.components:
+        components(args)
+        return
     off = tuple(args.off)
     with tempfile.TemporaryDirectory(prefix="gw-inproc-") as tmp:
         work = Path(tmp)
