@@ -112,25 +112,17 @@ class AuditEvent:
 
     def record(self) -> tuple[Any, ...]:
         """The row in COLUMNS order as Python values (for a plain INSERT)."""
-        ip = self.client_ip if self.client_ip and _is_ip(self.client_ip) else None
+        row = self.row()
+        ip, expires_at, detail = row[13], row[10], row[16]
         return (
-            self.event_id,
-            _as_datetime(self.occurred_at),
-            self.event,
-            self.status,
-            self.request_id,
-            self.subject,
-            self.tenant_id,
-            self.workspace_id,
-            self.dashboard_id,
-            self.api_key_id,
-            None if self.expires_at is None else _as_datetime(self.expires_at),
-            self.token_sha256,
-            self.cache_hit,
-            ip,
-            self.user_agent,
-            self.latency_ms,
-            None if self.detail is None else orjson.dumps(self.detail).decode(),
+            row[0],
+            _as_datetime(row[1]),
+            *row[2:10],
+            None if expires_at is None else _as_datetime(expires_at),
+            *row[11:13],
+            ip if ip and _is_ip(ip) else None,
+            *row[14:16],
+            None if detail is None else orjson.dumps(detail).decode(),
         )
 
 
