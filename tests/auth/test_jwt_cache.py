@@ -127,6 +127,9 @@ async def test_an_expired_token_is_refused_even_after_a_cached_success(
 
     client = await make_client(settings, factory=clocked_app, jwt_leeway=0)
     token = make_jwt("org-123", lifetime=600)
+    # The shared clock starts now, not before the app started: with no leeway, a token whose
+    # whole-second iat passed the clock's start while the app started up is "issued in the future".
+    clock.now = time.time()
     body = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
     first = await client.post(V1, json=body, headers=auth(token))
     assert first.status == 200
