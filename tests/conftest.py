@@ -15,11 +15,13 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.dev.child import ChildServer
 from gateway.dev.embedded import EmbeddedPostgres, EmbeddedRedis
+from gateway.ops.runner import GatewayRunner
 from gateway.ops.serve import server_limits
 from gateway.settings import Settings
 from tests.helpers import API_KEY_ID, JWT_SECRET, SIGNING_SECRET, throwaway_database
@@ -136,6 +138,14 @@ def settings(
     )
 
 
+class GatewayTestServer(TestServer):
+    """A test server running the app as `gateway serve` does (its connection handler, and the
+    token paths answered ahead of the router)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GatewayRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., Any]:
     """Start the real app (create_app) with settings changed as given, and return a test client."""
@@ -144,7 +154,7 @@ def make_client(aiohttp_client: Any, db: asyncpg.Connection) -> Callable[..., An
         settings: Settings, *, factory: Callable[[Settings], Any] = create_app, **changes: Any
     ) -> Any:
         app_settings = replace(settings, **changes)
-        server = TestServer(factory(app_settings))
+        server = GatewayTestServer(factory(app_settings))
         # The server limits `gateway serve` uses; aiohttp_client would start it with defaults.
         await server.start_server(**server_limits(app_settings))
         return await aiohttp_client(server)

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.http.middleware import skips_self_answering
+
 ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID"
 # Date: the embed client corrects for the browser's clock with the server's.
 EXPOSE_HEADERS = "Date, Retry-After, X-Request-ID"
@@ -37,6 +39,7 @@ def _allowed_origin(request: web.Request) -> str | None:
     return None
 
 
+@skips_self_answering
 @web.middleware
 def preflight_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """OPTIONS with Access-Control-Request-Method on a known path: 204, allowed origins only."""

@@ -20,15 +20,12 @@ from gateway.errors import (
     Unavailable,
 )
 from gateway.http.state import (
-    AUDIT,
     DB_POOL,
-    ISSUER,
-    JWT_CACHE,
     METRICS,
     REDIS,
-    REQUEST_LIMITER,
     SETTINGS,
     VERIFIER,
+    TokenServices,
 )
 from gateway.http.token_record import TokenRecord
 from gateway.infra.redis_client import RedisTopologyProblem, topology_problem
@@ -100,44 +97,45 @@ def _credential(request: web.Request, settings: Settings) -> str:
     return credential.token
 
 
-def issue_token(request: web.Request, record: TokenRecord) -> bytes | Awaitable[bytes]:
+def issue_token(
+    services: TokenServices, request: web.Request, record: TokenRecord
+) -> bytes | Awaitable[bytes]:
     """POST /api/v1/dashboards/iframe-token (and the vendor's path): the answer's JSON body, or
     an awaitable of it when I/O is due (a verification, a body still arriving, a local-tier miss).
 
     The token API's endpoint (http/token_api.py) answers, audits and logs; `record` is filled in
     here for it. A local-tier hit of a verified caller is answered without a coroutine.
     """
-    app = request.app
     try:
-        token = _credential(request, app[SETTINGS])
+        token = _credential(request, services.settings)
     except Unauthenticated as exc:
-        app[METRICS].auth_failures.labels(exc.reason).inc()
+        services.metrics.auth_failures.labels(exc.reason).inc()
         raise
-    caller = app[JWT_CACHE].get(token, app[VERIFIER].generation)
+    caller = services.jwt_cache.get(token, services.verifier.generation)
     if caller is None:
-        return _verified(request, app, record, token)
-    return _authorized(request, app, record, caller)
+        return _verified(services, request, record, token)
+    return _authorized(services, request, record, caller)
 
 
 async def _verified(
-    request: web.Request, app: web.Application, record: TokenRecord, token: str
+    services: TokenServices, request: web.Request, record: TokenRecord, token: str
 ) -> bytes:
     """A JWT the cache of verified ones does not hold: verified and remembered, then answered."""
-    verifier = app[VERIFIER]
+    verifier = services.verifier
     # A key-set generation (JWKS refreshes) empties the cache; a plain secret never changes.
     generation = verifier.generation
     try:
         caller = await verifier.verify(token)
     except Unauthenticated as exc:
-        app[METRICS].auth_failures.labels(exc.reason).inc()
+        services.metrics.auth_failures.labels(exc.reason).inc()
         raise
-    app[JWT_CACHE].put(token, caller, generation)
-    answer = _authorized(request, app, record, caller)
+    services.jwt_cache.put(token, caller, generation)
+    answer = _authorized(services, request, record, caller)
     return answer if isinstance(answer, bytes) else await answer
 
 
 def _authorized(
-    request: web.Request, app: web.Application, record: TokenRecord, caller: Caller
+    services: TokenServices, request: web.Request, record: TokenRecord, caller: Caller
 ) -> bytes | Awaitable[bytes]:
     """The request limit, then the body (read now when it is all there)."""
     record.subject = caller.subject
@@ -146,7 +144,7 @@ def _authorized(
     # body was already received: an over-budget caller never waits for a trickling body.
     over_budget: RateLimited | None = None
     try:
-        app[REQUEST_LIMITER].check(
+        services.limiter.check(
             f"sub:{caller.subject}" if caller.subject is not None else f"ip:{request.remote}"
         )
     except RateLimited as exc:
@@ -158,24 +156,24 @@ def _authorized(
         check_media_type(content_type)
     raw = _body_now(request)
     if raw is None:
-        return _body_read(request, app, record, caller, over_budget)
-    return _answer(app, record, caller, parse_token_request(raw), over_budget)
+        return _body_read(services, request, record, caller, over_budget)
+    return _answer(services, record, caller, parse_token_request(raw), over_budget)
 
 
 async def _body_read(
+    services: TokenServices,
     request: web.Request,
-    app: web.Application,
     record: TokenRecord,
     caller: Caller,
     over_budget: RateLimited | None,
 ) -> bytes:
     body = parse_token_request(await _read_body(request))
-    answer = _answer(app, record, caller, body, over_budget)
+    answer = _answer(services, record, caller, body, over_budget)
     return answer if isinstance(answer, bytes) else await answer
 
 
 def _answer(
-    app: web.Application,
+    services: TokenServices,
     record: TokenRecord,
     caller: Caller,
     body: TokenRequest,
@@ -187,24 +185,24 @@ def _answer(
     if over_budget is not None:
         raise over_budget
     check_tenant(caller, body.tenant_id)
-    if app[SETTINGS].audit_required and not app[AUDIT].can_record():
+    if services.settings.audit_required and not services.audit.can_record():
         # Fail closed: no token leaves unless its event can be journaled now (journal writable,
         # queue not full); emit() turns a late journal failure into a 503 too.
         raise Unavailable("the audit trail is unavailable", reason="audit")
-    held = app[ISSUER].held(body)
+    held = services.issuer.held(body)
     if held is None:
-        return _issued(app, record, caller, body)
+        return _issued(services, record, caller, body)
     record.cache_hit = True  # this worker's copy: no round trip, nothing awaited
-    app[METRICS].cache_hits.inc()
+    services.metrics.cache_hits.inc()
     return _json(record, held)
 
 
 async def _issued(
-    app: web.Application, record: TokenRecord, caller: Caller, body: TokenRequest
+    services: TokenServices, record: TokenRecord, caller: Caller, body: TokenRequest
 ) -> bytes:
-    metrics = app[METRICS]
+    metrics = services.metrics
     try:
-        issued = await app[ISSUER].issue(body, caller.subject)
+        issued = await services.issuer.issue(body, caller.subject)
     except Unavailable as exc:
         if exc.reason == "database":
             metrics.dependency_errors.labels("postgresql").inc()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 from multidict import CIMultiDict
 
 from gateway.http.responses import contract_error, error_body
@@ -29,6 +29,8 @@ __all__ = [
     "log_request",
     "mark_answers_itself",
     "request_id_for",
+    "skippable",
+    "skips_self_answering",
     "stamp_headers",
 ]
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _ANSWERS_ITSELF = "_gateway_answers_itself"
+_SKIPS_SELF_ANSWERING = "_gateway_skips_self_answering"
 
 
 def mark_answers_itself(handler: Handler) -> Handler:
@@ -48,6 +51,18 @@ def mark_answers_itself(handler: Handler) -> Handler:
 def answers_itself(request: web.Request) -> bool:
     """Whether the request's route handler was marked by `mark_answers_itself`."""
     return getattr(request.match_info.handler, _ANSWERS_ITSELF, False)
+
+
+def skips_self_answering(middleware: Middleware) -> Middleware:
+    """Mark a middleware that hands a request whose handler `answers_itself` straight to it, so
+    such requests may skip it altogether (http/direct_routes.py)."""
+    setattr(middleware, _SKIPS_SELF_ANSWERING, True)
+    return middleware
+
+
+def skippable(middleware: Middleware) -> bool:
+    """Whether `middleware` was marked by `skips_self_answering`."""
+    return getattr(middleware, _SKIPS_SELF_ANSWERING, False)
 
 
 class _RequestIds:
@@ -98,6 +113,7 @@ def log_request(
     status: int,
     started: float,
     request_id: str,
+    sample: float,
     *,
     tenant_id: str | None = None,
     event: str | None = None,
@@ -106,14 +122,14 @@ def log_request(
     """One line per request: debug when it went well (info for a sampled share), else warning.
 
     Only the method and path are logged (never the query string or a header), so no token or
-    secret can reach the logs.
+    secret can reach the logs. `sample`: the share of successes logged at info (the access log).
     """
-    level = logging.WARNING if status >= 400 else logging.DEBUG
-    if level == logging.DEBUG:
-        # The optional access log: a sampled share of successful requests at info.
-        sample = request.app[SETTINGS].access_log_sample
-        if sample > 0 and (sample >= 1 or random.random() < sample):  # noqa: S311 - sampling
-            level = logging.INFO
+    if status >= 400:
+        level = logging.WARNING
+    elif sample > 0 and (sample >= 1 or random.random() < sample):  # noqa: S311 - sampling
+        level = logging.INFO  # the optional access log: a sampled share of successes
+    else:
+        level = logging.DEBUG
     if not log.isEnabledFor(level):  # the hot path does not build a record nobody reads
         return
     log.log(
@@ -135,6 +151,7 @@ def log_request(
     )
 
 
+@skips_self_answering
 @web.middleware
 def edge_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """The outermost middleware: request id, the contract's error for anything raised, the
@@ -156,5 +173,8 @@ async def _edged(request: web.Request, handler: Handler) -> web.StreamResponse:
         response, event, reason, _code = contract_error(exc, request_id)
     stamp_headers(response.headers, request_id)
     if TOKEN_RECORD not in request:
-        log_request(request, response.status, started, request_id, event=event, reason=reason)
+        sample = request.app[SETTINGS].access_log_sample
+        log_request(
+            request, response.status, started, request_id, sample, event=event, reason=reason
+        )
     return response

@@ -24,7 +24,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from gateway.http.middleware import request_id_for, stamp_headers
 from gateway.http.responses import json_error
-from gateway.http.state import ISSUER, METRICS
+from gateway.http.state import METRICS, TOKEN_SERVICES
 from gateway.http.token_api import TOKEN_PATH_SET, record_token_request
 from gateway.http.token_record import TokenRecord
 from gateway.infra.lru import ExpiringLru
@@ -86,12 +86,12 @@ class ParserRefusals:
         path = token_path(head)
         if path is not None:
             record_token_request(
-                app,
+                app[TOKEN_SERVICES],
                 request_id,
                 400,
                 "invalid_request",
                 started,
-                record=TokenRecord(api_key_id=app[ISSUER].api_key_id),
+                record=TokenRecord(api_key_id=app[TOKEN_SERVICES].api_key_id),
                 reason=reason,
                 code="invalid_request",
                 client_ip=client,

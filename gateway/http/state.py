@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 from aiohttp import web
 
@@ -32,3 +34,35 @@ REDIS_BREAKER = web.AppKey("redis_breaker", CircuitBreaker)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TOKEN_RECORD = web.RequestKey("token_record", TokenRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenServices:
+    """The parts the token path uses, read from the app once it has started (its state is fixed
+    by then): a request pays attribute reads instead of a dozen `app[KEY]` calls."""
+
+    settings: Settings
+    metrics: Metrics
+    jwt_cache: JwtCache
+    verifier: JwtVerifier
+    limiter: RequestLimiter
+    audit: AuditWriter
+    issuer: TokenIssuer
+    api_key_id: str
+
+    @classmethod
+    def of(cls, app: web.Application) -> TokenServices:
+        """The started app's parts."""
+        return cls(
+            settings=app[SETTINGS],
+            metrics=app[METRICS],
+            jwt_cache=app[JWT_CACHE],
+            verifier=app[VERIFIER],
+            limiter=app[REQUEST_LIMITER],
+            audit=app[AUDIT],
+            issuer=app[ISSUER],
+            api_key_id=app[ISSUER].api_key_id,
+        )
+
+
+TOKEN_SERVICES = web.AppKey("token_services", TokenServices)

@@ -17,16 +17,18 @@ from aiohttp.typedefs import Handler
 
 from gateway.audit.event import new_event_id
 from gateway.errors import Unavailable
+from gateway.http.direct_routes import answer_directly
 from gateway.http.middleware import (
     SECURITY_HEADERS,
     answers_itself,
     log_request,
     mark_answers_itself,
     request_id_for,
+    skips_self_answering,
     stamp_headers,
 )
 from gateway.http.responses import contract_error, error_response
-from gateway.http.state import AUDIT, ISSUER, METRICS, REQUEST_ID, TOKEN_RECORD
+from gateway.http.state import REQUEST_ID, TOKEN_RECORD, TOKEN_SERVICES, TokenServices
 from gateway.http.token_record import TokenRecord
 from gateway.tokens.format import token_sha256
 
@@ -43,41 +45,55 @@ ANSWER_HEADERS = {
 
 # The token handler: fills in the request's record and answers the JSON body of a success, or
 # an awaitable of it when it has I/O to wait for.
-TokenHandler = Callable[[web.Request, TokenRecord], bytes | Awaitable[bytes]]
+TokenHandler = Callable[[TokenServices, web.Request, TokenRecord], bytes | Awaitable[bytes]]
 
 
 def setup_token_api(app: web.Application, issue_token: TokenHandler) -> None:
     """Route POST on every token path to an endpoint around `issue_token`, and audit the
     requests to those paths that other handlers answer."""
-    endpoint = token_endpoint(issue_token)
-    for path in TOKEN_PATHS:
-        app.router.add_post(path, endpoint)
+    endpoint = token_endpoint(app, issue_token)
+    routes = [app.router.add_post(path, endpoint) for path in TOKEN_PATHS]
     app.middlewares.append(token_audit_middleware)
+    # `gateway serve` answers a POST to a token path without the router or the middlewares.
+    answer_directly(app, routes)
 
 
-def token_endpoint(issue_token: TokenHandler) -> Handler:
-    """The aiohttp handler of the token paths: `issue_token`, answered, audited and logged."""
+def token_endpoint(app: web.Application, issue_token: TokenHandler) -> Handler:
+    """`app`'s handler of the token paths: `issue_token`, answered, audited and logged."""
+    bound: TokenServices | None = None
+
+    async def bind(app: web.Application) -> None:
+        # After every cleanup context (aiohttp runs those first), so the parts are final.
+        nonlocal bound
+        bound = app[TOKEN_SERVICES] = TokenServices.of(app)
+
+    app.on_startup.append(bind)
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request_id_for(request.headers.get("X-Request-ID"))
-        app = request.app
-        record = TokenRecord(app[ISSUER].api_key_id)
+        services = bound
+        if services is None:
+            raise RuntimeError("the token endpoint was called before its app started")
+        record = TokenRecord(services.api_key_id)
         try:
-            answer = issue_token(request, record)
+            answer = issue_token(services, request, record)
             body = answer if isinstance(answer, bytes) else await answer
         except Exception as exc:  # noqa: BLE001 - every failure is answered and audited
             response, event, reason, code = contract_error(exc, request_id)
             stamp_headers(response.headers, request_id)
-            return finish(request, app, record, request_id, response, started, event, reason, code)
+            return finish(
+                request, services, record, request_id, response, started, event, reason, code
+            )
         response = web.Response(body=body, headers={**ANSWER_HEADERS, "X-Request-ID": request_id})
         # token_issued only for the request whose mint it was (the contract).
         event = "token_reused" if record.cache_hit or record.shared_mint else "token_issued"
-        return finish(request, app, record, request_id, response, started, event, None, None)
+        return finish(request, services, record, request_id, response, started, event, None, None)
 
     return mark_answers_itself(endpoint)
 
 
+@skips_self_answering
 @web.middleware
 def token_audit_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """Audit a request to a token path that another handler answers (a wrong method's 405);
@@ -92,7 +108,8 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
     # Inside the edge middleware, which made the request id and stamps the headers.
     started = time.perf_counter()
     request_id = request[REQUEST_ID]
-    record = TokenRecord(request.app[ISSUER].api_key_id)
+    services = request.app[TOKEN_SERVICES]
+    record = TokenRecord(services.api_key_id)
     request[TOKEN_RECORD] = record  # the edge leaves the log line to this request's audit
     event = reason = code = None
     try:
@@ -101,7 +118,7 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
         response, event, reason, code = contract_error(exc, request_id)
     return finish(
         request,
-        request.app,
+        services,
         record,
         request_id,
         response,
@@ -114,7 +131,7 @@ async def _audited(request: web.Request, handler: Handler) -> web.StreamResponse
 
 def finish(
     request: web.Request,
-    app: web.Application,
+    services: TokenServices,
     record: TokenRecord,
     request_id: str,
     response: web.StreamResponse,
@@ -127,7 +144,7 @@ def finish(
     journal the row of a success)."""
     status = response.status
     event, recorded = record_token_request(
-        app,
+        services,
         request_id,
         status,
         event,
@@ -145,13 +162,20 @@ def finish(
         stamp_headers(response.headers, request_id)
         status = response.status
     log_request(
-        request, status, started, request_id, tenant_id=record.tenant_id, event=event, reason=reason
+        request,
+        status,
+        started,
+        request_id,
+        services.settings.access_log_sample,
+        tenant_id=record.tenant_id,
+        event=event,
+        reason=reason,
     )
     return response
 
 
 def record_token_request(
-    app: web.Application,
+    services: TokenServices,
     request_id: str,
     status: int,
     event: str,
@@ -166,12 +190,12 @@ def record_token_request(
     """Count one token request and emit its audit row: the event recorded, and False when it
     could not be journaled (fail-closed mode; the event is then `unavailable`)."""
     latency = time.perf_counter() - started
-    app[METRICS].token_request(status, event, latency)
+    services.metrics.token_request(status, event, latency)
     token = record.token
     if user_agent is not None and len(user_agent) > MAX_USER_AGENT:
         user_agent = user_agent[:MAX_USER_AGENT]
     # Text as the caller sent it: the audit line escapes what COPY or PostgreSQL would refuse.
-    recorded = app[AUDIT].emit_row(
+    recorded = services.audit.emit_row(
         (
             new_event_id(),
             time.time(),
