@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +32,27 @@ class Mapping:
     created_at: datetime
 
 
+# Many lookups in one statement (the resolver's batches): LOOKUP_SQL for each (tenant,
+# workspace, dashboard or NULL) of the arrays, its rows tagged with the lookup's position.
+LOOKUP_MANY_SQL = """
+SELECT q.i, d.dashboard_id, d.is_default
+FROM unnest($1::text[], $2::text[], $3::text[])
+    WITH ORDINALITY AS q(tenant_id, workspace_id, dashboard_id, i)
+CROSS JOIN LATERAL (
+    SELECT t.dashboard_id, t.is_default
+    FROM tenant_dashboards t
+    WHERE t.tenant_id = q.tenant_id AND t.workspace_id = q.workspace_id
+      AND (q.dashboard_id IS NULL OR t.dashboard_id = q.dashboard_id)
+    ORDER BY t.is_default DESC, t.dashboard_id
+    LIMIT 2
+) d
+ORDER BY q.i, d.is_default DESC, d.dashboard_id
+"""
+
+# One lookup: tenant, workspace, and the dashboard named (None: the tenant's default).
+Wanted = tuple[str, str, str | None]
+
+
 async def lookup_dashboard(
     conn: asyncpg.Connection | asyncpg.Pool,
     tenant_id: str,
@@ -43,7 +65,40 @@ async def lookup_dashboard(
 
     `timeout`: seconds for the query (asyncpg's own timer; None: the connection's default)."""
     rows = await conn.fetch(LOOKUP_SQL, tenant_id, workspace_id, dashboard_id, timeout=timeout)
-    if not rows:
+    return choose_dashboard(
+        [(row[0], row[1]) for row in rows], (tenant_id, workspace_id, dashboard_id)
+    )
+
+
+async def lookup_dashboards(
+    conn: asyncpg.Connection, wanted: Sequence[Wanted], *, timeout: float | None = None
+) -> list[str | DashboardNotFound]:
+    """`lookup_dashboard` of each of `wanted`, in one statement: the dashboard id, or the
+    DashboardNotFound that lookup would raise, in the same order."""
+    rows = await conn.fetch(
+        LOOKUP_MANY_SQL,
+        [w[0] for w in wanted],
+        [w[1] for w in wanted],
+        [w[2] for w in wanted],
+        timeout=timeout,
+    )
+    candidates: list[list[tuple[str, bool]]] = [[] for _ in wanted]
+    for row in rows:
+        candidates[row[0] - 1].append((row[1], row[2]))
+    results: list[str | DashboardNotFound] = []
+    for found, one in zip(candidates, wanted, strict=True):
+        try:
+            results.append(choose_dashboard(found, one))
+        except DashboardNotFound as exc:
+            results.append(exc)
+    return results
+
+
+def choose_dashboard(candidates: Sequence[tuple[str, bool]], wanted: Wanted) -> str:
+    """The dashboard among a lookup's (at most two) candidates, default first: the named one,
+    the default, else the only one; DashboardNotFound when none applies."""
+    tenant_id, workspace_id, dashboard_id = wanted
+    if not candidates:
         if dashboard_id is None:
             raise DashboardNotFound(
                 f"no dashboard for tenant {tenant_id} in workspace {workspace_id}"
@@ -51,14 +106,14 @@ async def lookup_dashboard(
         raise DashboardNotFound(
             f"dashboard {dashboard_id} not found for tenant {tenant_id} in workspace {workspace_id}"
         )
-    first = rows[0]
-    if dashboard_id is None and len(rows) > 1 and not first["is_default"]:
+    first_id, first_is_default = candidates[0]
+    if dashboard_id is None and len(candidates) > 1 and not first_is_default:
         raise DashboardNotFound(
             f"tenant {tenant_id} has several dashboards in workspace {workspace_id} and no default;"
             " name one with dashboard_id",
             reason="no_default_dashboard",
         )
-    return str(first["dashboard_id"])
+    return str(first_id)
 
 
 async def default_dashboard(

@@ -1,22 +1,33 @@
-"""The request path's dashboard lookup: deadlines, an optional read replica, and 503s."""
+"""The request path's dashboard lookup: batched per loop turn, deadlines, an optional read
+replica, and 503s."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncpg
 
-from gateway.errors import Unavailable
+from gateway.errors import DashboardNotFound, Unavailable
 from gateway.infra.dependency_errors import REQUEST_DATABASE_ERRORS
-from gateway.tokens.directory import lookup_dashboard
+from gateway.tokens.directory import Wanted, lookup_dashboard, lookup_dashboards
 from gateway.tokens.request import TokenRequest
 
 log = logging.getLogger(__name__)
 
+# Lookups one statement answers at most; more in one loop turn go out as several statements.
+MAX_BATCH = 64
+Pending = tuple[Wanted, "asyncio.Future[str]"]
+
 
 class DashboardResolver:
-    """Looks the dashboard up under two deadlines (a pooled connection, then the query).
+    """Looks dashboards up under two deadlines (a pooled connection, then the query).
+
+    The lookups that concurrent requests ask for in one event-loop turn share one pooled
+    connection and one statement (`lookup_dashboards`): under load a lookup's own cost is
+    mostly the socket write that wakes PostgreSQL and the pool's acquire and release, which a
+    batch pays once. A lone lookup runs the single-row statement, as before batching.
 
     With a read pool (GATEWAY_DATABASE_READ_URL) lookups go to the replica, except right after a
     mapping change (`fresh`), when they go to the primary so the change is seen at once.
@@ -34,12 +45,38 @@ class DashboardResolver:
         self._read_pool = read_pool
         self._timeout = timeout
         self._acquire_timeout = timeout if acquire_timeout is None else acquire_timeout
-        self.lookups = 0  # database lookups made; tests pin single flight with it
+        self._queues: dict[asyncpg.Pool, list[Pending]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.lookups = 0  # lookups asked for; tests pin single flight with it
+        self.statements = 0  # statements sent for them (batches)
 
     async def resolve(self, request: TokenRequest, *, fresh: bool = False) -> str:
         """The dashboard id to embed; DashboardNotFound, or Unavailable when PostgreSQL fails."""
         self.lookups += 1
         pool = self._pool if fresh or self._read_pool is None else self._read_pool
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        queue = self._queues.get(pool)
+        if queue is None:
+            queue = self._queues[pool] = []
+            loop.call_soon(self._flush, pool)
+        queue.append(((request.tenant_id, request.workspace_id, request.dashboard_id), future))
+        return await future
+
+    def _flush(self, pool: asyncpg.Pool) -> None:
+        batch = self._queues.pop(pool, [])
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(batch), MAX_BATCH):
+            task = loop.create_task(self._lookup(pool, batch[start : start + MAX_BATCH]))
+            # Keep a reference: a task nobody holds may be collected before it finishes.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _lookup(self, pool: asyncpg.Pool, batch: list[Pending]) -> None:
+        live = [(wanted, future) for wanted, future in batch if not future.done()]
+        if not live:
+            return  # every caller gave up (cancelled)
+        self.statements += 1
         try:
             # One timer per deadline: ours around the acquire (asyncpg's own acquire timeout
             # wraps it in a second coroutine and timer), asyncpg's protocol timer for the query
@@ -48,16 +85,45 @@ class DashboardResolver:
             async with asyncio.timeout(self._acquire_timeout):
                 conn = await pool.acquire()
             try:
-                return await lookup_dashboard(
-                    conn,
-                    request.tenant_id,
-                    request.workspace_id,
-                    request.dashboard_id,
-                    timeout=self._timeout,
-                )
+                results = await self._query(conn, [wanted for wanted, _ in live])
             finally:
                 await pool.release(conn, timeout=self._acquire_timeout)
         except REQUEST_DATABASE_ERRORS as exc:
             # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500.
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
-            raise Unavailable("the dashboard directory is unavailable", reason="database") from None
+            _fail(
+                live,
+                lambda: Unavailable("the dashboard directory is unavailable", reason="database"),
+            )
+            return
+        except asyncio.CancelledError:  # shutting down: the callers are cancelled with it
+            for _, future in live:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: every caller gets it (a 500), none hangs
+            _fail(live, lambda bug=exc: bug)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, DashboardNotFound):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _query(
+        self, conn: asyncpg.Connection, wanted: list[Wanted]
+    ) -> list[str | DashboardNotFound]:
+        if len(wanted) > 1:
+            return await lookup_dashboards(conn, wanted, timeout=self._timeout)
+        try:
+            return [await lookup_dashboard(conn, *wanted[0], timeout=self._timeout)]
+        except DashboardNotFound as exc:
+            return [exc]
+
+
+def _fail(batch: list[Pending], error: Callable[[], Exception]) -> None:
+    """Each caller still waiting gets an exception of its own (a traceback each)."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error())
