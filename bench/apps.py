@@ -52,7 +52,7 @@ class NullMetrics(_Sink):
     every request is a plain attribute or method here, so switching metrics off never costs
     more than counting (the sink's `__getattr__` would)."""
 
-    cache_hits = _NoSeries()
+    cache_hits = cache_misses = _NoSeries()
 
     def token_request(self, *_args: Any) -> None:
         """The token path's count and latency: nothing."""

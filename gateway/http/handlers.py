@@ -202,13 +202,13 @@ async def _issued(
 ) -> bytes:
     metrics = services.metrics
     try:
-        issued = await services.issuer.issue(body, caller.subject)
+        issued = await services.issuer.issue_shared(body, caller.subject)
     except Unavailable as exc:
         if exc.reason == "database":
             metrics.dependency_errors.labels("postgresql").inc()
         raise
     record.cache_hit, record.shared_mint = issued.cache_hit, issued.shared_mint
-    metrics.count(metrics.cache, "hit" if issued.cache_hit else "miss")
+    (metrics.cache_hits if issued.cache_hit else metrics.cache_misses).inc()
     if issued.minted:  # the mint counter counts mints, not requests served by one
         metrics.mints.inc()
     return _json(record, issued.token)

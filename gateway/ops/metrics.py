@@ -46,6 +46,7 @@ class Metrics:
         )
         self.cache = Counter("gateway_token_cache", "Token cache lookups", ["result"], registry=r)
         self.cache_hits = self.cache.labels("hit")
+        self.cache_misses = self.cache.labels("miss")
         self.cache_lookups = Counter(
             "gateway_cache_lookups",
             "Cache lookups by tier (local, redis) and result (hit, miss, error, skipped)",

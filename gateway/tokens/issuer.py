@@ -146,12 +146,17 @@ class TokenIssuer:
 
     async def issue(self, request: TokenRequest, subject: str | None = None) -> Issued:
         """The token for this (already authorised) request; `subject` is the caller's JWT sub."""
-        where = self.entry(request)
-        now = self._clock()
-        held = self._tiers.local(where, now)
+        held = self.held(request)
         if held is not None:
             # The hot path: no Redis or PostgreSQL round trip while this worker's copy is fresh.
             return Issued(held, cache_hit=True)
+        return await self.issue_shared(request, subject)
+
+    async def issue_shared(self, request: TokenRequest, subject: str | None = None) -> Issued:
+        """`issue` past the local tier, for a request `held` has just answered None: Redis, else
+        a mint (the local tier is not looked up, or counted, a second time)."""
+        where = self.entry(request)
+        now = self._clock()
         ended_before = self._flights_ended
         looked = await self._tiers.shared(where, now)
         landed = self._landed.get(where.key)

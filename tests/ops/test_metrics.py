@@ -101,6 +101,20 @@ async def test_counters_after_a_scripted_sequence(client, mapped) -> None:
     assert value(found, "gateway_audit_queue_depth") == 0
 
 
+async def test_each_request_looks_up_the_local_tier_once(make_client, settings, mapped) -> None:
+    """With the per-worker tier on: a miss there is counted once (not again on the way to
+    Redis), then the same request is a local hit."""
+    client = await make_client(settings, local_cache_ttl=5.0)
+    for _ in range(2):
+        assert (await client.post(V1, json=BODY, headers=auth())).status == 200
+    found = samples(await (await client.get("/metrics")).text())
+    assert value(found, "gateway_cache_lookups_total", tier="local", result="miss") == 1
+    assert value(found, "gateway_cache_lookups_total", tier="local", result="hit") == 1
+    assert value(found, "gateway_cache_lookups_total", tier="redis", result="miss") == 1
+    assert value(found, "gateway_token_cache_total", result="miss") == 1
+    assert value(found, "gateway_token_cache_total", result="hit") == 1
+
+
 @pytest.mark.parametrize("operator_dir", [True, False])
 async def test_metrics_cover_every_worker(settings, mapped, tmp_path, operator_dir) -> None:
     """`gateway serve --workers 2`: 30 requests on separate connections, and every scrape (from
