@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 Command = tuple[Any, ...]
 Waiter = tuple[Command, "asyncio.Future[Any]"]
@@ -145,7 +145,7 @@ async def _on_one_connection(client: aioredis.Redis, commands: list[Command]) ->
     try:
         conn.socket_timeout = None
         try:
-            await conn.send_packed_command(conn.pack_commands(commands))
+            await conn.send_packed_command(pack_commands(commands))
         finally:
             conn.socket_timeout = socket_timeout
         for command in commands:
@@ -162,6 +162,31 @@ async def _on_one_connection(client: aioredis.Redis, commands: list[Command]) ->
     finally:
         await pool.release(conn)
     return replies
+
+
+def pack_commands(commands: Sequence[Command]) -> bytes:
+    """The commands in RESP, byte for byte what redis-py's `Connection.pack_commands` writes.
+
+    Written here rather than taken from redis-py: its packer sends every argument through an
+    encoder method and several isinstance checks, about three times this loop's cost (6.6 against
+    2.1 us for a token read's EVALSHA), and the batcher's commands carry only str (UTF-8, as the
+    client's encoder), bytes and numbers; anything else is refused as redis-py refuses it.
+    """
+    out: list[bytes] = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            kind = type(arg)
+            if kind is str:
+                data = arg.encode()
+            elif kind is bytes:
+                data = arg
+            elif kind is int or kind is float:
+                data = repr(arg).encode()
+            else:
+                raise DataError(f"cannot send a {kind.__name__} to Redis: {command[0]!r}")
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _fail(batch: Sequence[Waiter], exc: BaseException) -> None:

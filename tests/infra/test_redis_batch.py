@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
-from gateway.infra.redis_batch import BatchTimeout, LuaScript, RedisBatcher
+from gateway.infra.redis_batch import BatchTimeout, LuaScript, RedisBatcher, pack_commands
 from gateway.infra.redis_client import create_redis
 from gateway.settings import RedisTarget
 from tests.topology import RedisClusterProcs
@@ -113,3 +113,33 @@ async def test_cluster_batches_route_scripts_by_slot_and_load_them() -> None:
     finally:
         await client.aclose()
         nodes.stop()
+
+
+PACKED = [
+    ("EVALSHA", "a" * 40, 3, "gw:{t:org-123}:tok", "gw:{t:org-123}:gen", "", "1", 0, -7),
+    ("SET", "clé-ünïcode-✓", b"\x00\xffraw", 1.5, 1e-07, 12345678901234567890, 0.1),
+    ("GET", ""),
+]
+
+
+def test_the_batchers_packing_is_redis_pys_byte_for_byte() -> None:
+    """What the batcher writes is what redis-py would write for the same commands."""
+    expected = b"".join(aioredis.Connection().pack_commands(PACKED))
+    assert pack_commands(PACKED) == expected
+
+
+@pytest.mark.parametrize("bad", [True, None, [1], {"a": 1}])
+def test_the_batcher_refuses_what_redis_py_refuses(bad: object) -> None:
+    with pytest.raises(DataError):
+        aioredis.Connection().pack_commands([("SET", "k", bad)])
+    with pytest.raises(DataError, match="cannot send"):
+        pack_commands([("SET", "k", bad)])
+
+
+async def test_a_refused_argument_fails_its_batch_not_the_loop(client, prefix) -> None:
+    """A command that cannot be packed: its batch's callers get the error, later batches work."""
+    batcher = RedisBatcher(client, timeout=2.0)
+    with pytest.raises(DataError):
+        await batcher.execute("SET", f"{prefix}x", True)
+    await client.set(f"{prefix}y", "1")
+    assert await batcher.execute("GET", f"{prefix}y") == b"1"
