@@ -54,7 +54,12 @@ class RedisBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
-            loop.call_soon(self._flush)
+            # A task made now takes its first step next loop turn, after the commands queued in
+            # this one: a loop turn sooner than a call_soon callback that then starts a task.
+            task = loop.create_task(self._send_queued())
+            # Keep a reference: a task nobody holds may be collected before it finishes.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._queue.append((command, future))
         return future
 
@@ -65,12 +70,9 @@ class RedisBatcher:
         self._scripts[script.sha] = script.source
         return self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    def _flush(self) -> None:
+    async def _send_queued(self) -> None:
         batch, self._queue = self._queue, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        # Keep a reference: a task nobody holds may be collected before it finishes.
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        await self._send(batch)
 
     async def _send(self, batch: list[Waiter]) -> None:
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 
@@ -59,18 +60,23 @@ class DashboardResolver:
         queue = self._queues.get(pool)
         if queue is None:
             queue = self._queues[pool] = []
-            loop.call_soon(self._flush, pool)
+            # A task made now takes its first step next loop turn, after the lookups queued in
+            # this one: a loop turn sooner than a call_soon callback that then starts a task.
+            self._start(self._take(pool))
         queue.append(((request.tenant_id, request.workspace_id, request.dashboard_id), future))
         return await future
 
-    def _flush(self, pool: asyncpg.Pool) -> None:
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        # Keep a reference: a task nobody holds may be collected before it finishes.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take(self, pool: asyncpg.Pool) -> None:
         batch = self._queues.pop(pool, [])
-        loop = asyncio.get_running_loop()
-        for start in range(0, len(batch), MAX_BATCH):
-            task = loop.create_task(self._lookup(pool, batch[start : start + MAX_BATCH]))
-            # Keep a reference: a task nobody holds may be collected before it finishes.
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        for start in range(MAX_BATCH, len(batch), MAX_BATCH):
+            self._start(self._lookup(pool, batch[start : start + MAX_BATCH]))
+        await self._lookup(pool, batch[:MAX_BATCH])
 
     async def _lookup(self, pool: asyncpg.Pool, batch: list[Pending]) -> None:
         live = [(wanted, future) for wanted, future in batch if not future.done()]
