@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -16,6 +17,8 @@ from gateway.http.middleware import answers_itself, edge_middleware, mark_answer
 from gateway.http.token_api import TOKEN_PATHS
 from gateway.ops.runner import REQUEST_HANDLER
 from gateway.settings import Settings
+from gateway.tokens.directory import add_mapping
+from tests.helpers import auth, eventually
 
 NAME = web.AppKey("name", str)
 
@@ -117,3 +120,27 @@ async def test_the_gateway_answers_its_token_paths_directly_with_the_routers_own
         assert own.seen == []
         assert request.match_info.route is routed.route
         assert answers_itself(request)
+
+
+async def test_a_token_request_with_expect_continue_is_answered_through_aiohttps_path(
+    make_client, settings: Settings, db: asyncpg.Connection
+) -> None:
+    """`Expect: 100-continue` takes aiohttp's own path (which answers the 100): the same token
+    answer, headers and audit row as the direct path gives."""
+    await add_mapping(db, "org-123", "workspace-456", "dashboard-789", is_default=True)
+    client = await make_client(settings)
+    body = {"tenant_id": "org-123", "workspace_id": "workspace-456"}
+    for expect in (False, True):
+        resp = await client.post(TOKEN_PATHS[0], json=body, headers=auth(), expect100=expect)
+        assert resp.status == 200
+        assert (await resp.json())["dashboard_id"] == "dashboard-789"
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert len(resp.headers["X-Request-ID"]) == 32
+
+    async def audited() -> bool:
+        return await db.fetchval("SELECT count(*) FROM audit_events") == 2
+
+    await eventually(audited, timeout=5, what="both requests audited")
+    events = await db.fetch("SELECT event, status FROM audit_events ORDER BY occurred_at")
+    assert [tuple(e) for e in events] == [("token_issued", 200), ("token_reused", 200)]
