@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gateway.tokens.format import EmbedToken
 from gateway.tokens.local import LocalTokenCache
@@ -30,9 +30,10 @@ class TieredLookup:
         self._on_local_lookup("miss" if held is None else "hit")
         return held
 
-    async def shared(self, where: EntryKey, now: float) -> Lookup:
-        """The shared tier: one script reading the entry and the generations guarding it."""
-        return await self.store.get(where, now)
+    def shared(self, where: EntryKey, now: float) -> Awaitable[Lookup]:
+        """The shared tier: one script reading the entry and the generations guarding it (the
+        store's own coroutine, not one more layer around it)."""
+        return self.store.get(where, now)
 
     def remember(self, where: EntryKey, token: EmbedToken, now: float) -> None:
         """Keep `token` in this worker's tier (it was just read from or written to Redis)."""
