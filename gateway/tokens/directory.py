@@ -10,16 +10,6 @@ import asyncpg
 
 from gateway.errors import DashboardNotFound
 
-# One statement answers both cases: a named dashboard must belong to the tenant in that workspace;
-# without one, the default wins, else the only one (two candidates and no default is ambiguous).
-LOOKUP_SQL = """
-SELECT dashboard_id, is_default
-FROM tenant_dashboards
-WHERE tenant_id = $1 AND workspace_id = $2 AND ($3::text IS NULL OR dashboard_id = $3)
-ORDER BY is_default DESC, dashboard_id
-LIMIT 2
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Mapping:
@@ -32,9 +22,10 @@ class Mapping:
     created_at: datetime
 
 
-# Many lookups in one statement (the resolver's batches): LOOKUP_SQL for each (tenant,
-# workspace, dashboard or NULL) of the arrays, its rows tagged with the lookup's position.
-LOOKUP_MANY_SQL = """
+# The lookups of one statement (a lone request's, or a batch of the resolver's), each tagged with
+# its position: a named dashboard must belong to the tenant in that workspace; without one, the
+# default wins, else the only one (two candidates and no default is ambiguous: LIMIT 2 tells).
+LOOKUP_SQL = """
 SELECT q.i, d.dashboard_id, d.is_default
 FROM unnest($1::text[], $2::text[], $3::text[])
     WITH ORDINALITY AS q(tenant_id, workspace_id, dashboard_id, i)
@@ -64,19 +55,24 @@ async def lookup_dashboard(
     """The dashboard to embed for this tenant and workspace; DashboardNotFound if none applies.
 
     `timeout`: seconds for the query (asyncpg's own timer; None: the connection's default)."""
-    rows = await conn.fetch(LOOKUP_SQL, tenant_id, workspace_id, dashboard_id, timeout=timeout)
-    return choose_dashboard(
-        [(row[0], row[1]) for row in rows], (tenant_id, workspace_id, dashboard_id)
+    (found,) = await lookup_dashboards(
+        conn, [(tenant_id, workspace_id, dashboard_id)], timeout=timeout
     )
+    if isinstance(found, DashboardNotFound):
+        raise found
+    return found
 
 
 async def lookup_dashboards(
-    conn: asyncpg.Connection, wanted: Sequence[Wanted], *, timeout: float | None = None
+    conn: asyncpg.Connection | asyncpg.Pool,
+    wanted: Sequence[Wanted],
+    *,
+    timeout: float | None = None,
 ) -> list[str | DashboardNotFound]:
-    """`lookup_dashboard` of each of `wanted`, in one statement: the dashboard id, or the
-    DashboardNotFound that lookup would raise, in the same order."""
+    """Each of `wanted` looked up, in one statement: the dashboard id, or the DashboardNotFound
+    that says why none applies, in the same order."""
     rows = await conn.fetch(
-        LOOKUP_MANY_SQL,
+        LOOKUP_SQL,
         [w[0] for w in wanted],
         [w[1] for w in wanted],
         [w[2] for w in wanted],

@@ -12,7 +12,7 @@ import asyncpg
 
 from gateway.errors import DashboardNotFound, Unavailable
 from gateway.infra.dependency_errors import REQUEST_DATABASE_ERRORS
-from gateway.tokens.directory import Wanted, lookup_dashboard, lookup_dashboards
+from gateway.tokens.directory import Wanted, lookup_dashboards
 from gateway.tokens.request import TokenRequest
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class DashboardResolver:
     The lookups that concurrent requests ask for in one event-loop turn share one pooled
     connection and one statement (`lookup_dashboards`): under load a lookup's own cost is
     mostly the socket write that wakes PostgreSQL and the pool's acquire and release, which a
-    batch pays once. A lone lookup runs the single-row statement, as before batching.
+    batch pays once.
 
     With a read pool (GATEWAY_DATABASE_READ_URL) lookups go to the replica, except right after a
     mapping change (`fresh`), when they go to the primary so the change is seen at once.
@@ -91,7 +91,8 @@ class DashboardResolver:
             async with asyncio.timeout(self._acquire_timeout):
                 conn = await pool.acquire()
             try:
-                results = await self._query(conn, [wanted for wanted, _ in live])
+                asked = [wanted for wanted, _ in live]
+                results = await lookup_dashboards(conn, asked, timeout=self._timeout)
             finally:
                 await pool.release(conn, timeout=self._acquire_timeout)
         except REQUEST_DATABASE_ERRORS as exc:
@@ -116,16 +117,6 @@ class DashboardResolver:
                 future.set_exception(result)
             else:
                 future.set_result(result)
-
-    async def _query(
-        self, conn: asyncpg.Connection, wanted: list[Wanted]
-    ) -> list[str | DashboardNotFound]:
-        if len(wanted) > 1:
-            return await lookup_dashboards(conn, wanted, timeout=self._timeout)
-        try:
-            return [await lookup_dashboard(conn, *wanted[0], timeout=self._timeout)]
-        except DashboardNotFound as exc:
-            return [exc]
 
 
 def _fail(batch: list[Pending], error: Callable[[], Exception]) -> None:
