@@ -64,6 +64,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probing = False
+        self._last_error: BaseException | None = None
 
     @property
     def state(self) -> State:
@@ -87,15 +88,24 @@ class CircuitBreaker:
         """The call worked: a probe's success closes the breaker."""
         self._failures = 0
         self._probing = False
+        self._last_error = None
         if self._state is not State.CLOSED:
             self._change(State.CLOSED)
 
-    def failure(self) -> None:
-        """A call failed: open after `threshold` in a row or a failed probe."""
-        self._failures += 1
-        self._probing = False
+    def failure(self, error: BaseException | None = None) -> None:
+        """A call failed: open after `threshold` failed round trips in a row or a failed probe.
+
+        Calls that shared one round trip (a Redis batch) fail with one error object: the
+        dependency failed once, so it counts once; otherwise one late batch of concurrent
+        requests would open the breaker by itself. `on_failure` still hears of every call.
+        """
         if self._on_failure is not None:
             self._on_failure(self.name)
+        if error is not None and error is self._last_error:
+            return
+        self._last_error = error
+        self._failures += 1
+        self._probing = False
         if self._state is State.HALF_OPEN or (
             self._state is State.CLOSED and self._failures >= self._threshold
         ):
@@ -122,8 +132,8 @@ class CircuitBreaker:
             else:
                 async with asyncio.timeout(timeout):
                     result = await fn()
-        except (*errors, TimeoutError):
-            self.failure()
+        except (*errors, TimeoutError) as exc:
+            self.failure(exc)
             _failed_in_request.set(_failed_in_request.get() | {id(self)})
             raise
         except BaseException:

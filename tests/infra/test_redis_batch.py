@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import DataError, ResponseError
 
+from gateway.infra.breaker import CircuitBreaker, State
 from gateway.infra.redis_batch import BatchTimeout, LuaScript, RedisBatcher, pack_commands
 from gateway.infra.redis_client import create_redis
 from gateway.settings import RedisTarget
@@ -67,8 +70,9 @@ async def test_scripts_are_loaded_where_missing(client, prefix) -> None:
     assert await client.get(f"{prefix}n") == b"10"
 
 
-async def test_a_batch_past_its_deadline_fails_every_caller() -> None:
-    """A server that accepts and never answers: every caller in the batch gets BatchTimeout."""
+@contextlib.asynccontextmanager
+async def silent_redis() -> AsyncIterator[aioredis.Redis]:
+    """A client of a server that accepts and never answers (a Redis that hangs)."""
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(-1)  # read everything, answer nothing
@@ -77,17 +81,46 @@ async def test_a_batch_past_its_deadline_fails_every_caller() -> None:
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     client = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
-    batcher = RedisBatcher(client, timeout=0.2)
-    started = asyncio.get_running_loop().time()
     try:
-        results = await asyncio.gather(
-            *(batcher.execute("GET", f"k{i}") for i in range(3)), return_exceptions=True
-        )
+        yield client
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_a_batch_past_its_deadline_fails_every_caller() -> None:
+    """A server that accepts and never answers: every caller in the batch gets BatchTimeout."""
+    async with silent_redis() as client:
+        batcher = RedisBatcher(client, timeout=0.2)
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(
+            *(batcher.execute("GET", f"k{i}") for i in range(3)), return_exceptions=True
+        )
     assert [type(r) for r in results] == [BatchTimeout] * 3
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_a_late_batch_is_one_failure_for_the_breaker() -> None:
+    """Five requests in one batch that times out are one failure of Redis, not five: the breaker
+    (3 in a row) stays closed until the third late batch; the metric hears of every request."""
+    failures: list[str] = []
+    breaker = CircuitBreaker("redis", threshold=3, on_failure=failures.append)
+    async with silent_redis() as client:
+        batcher = RedisBatcher(client, timeout=0.1)
+
+        async def request() -> str:  # each in a task of its own, as each HTTP request is
+            try:
+                await breaker.call(lambda: batcher.execute("GET", "k"), timeout=None, errors=())
+            except BatchTimeout:
+                return "timeout"
+            return "answered"
+
+        for batch in range(3):
+            outcomes = await asyncio.gather(*(request() for _ in range(5)))
+            assert outcomes == ["timeout"] * 5
+            assert batcher.batches_sent == batch + 1  # the five went out together
+            assert breaker.state is (State.OPEN if batch == 2 else State.CLOSED)
+    assert len(failures) == 15
 
 
 async def test_cluster_batches_route_scripts_by_slot_and_load_them() -> None:
