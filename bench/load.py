@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,27 +153,6 @@ def measure(wrk: Wrk, server: Server, script: Path, extra: list[str], *, counts:
         socket_errors=figures["socket_errors"],
         miss_share=miss_share,
     )
-
-
-def measure_runs(
-    wrk: Wrk,
-    server: Server,
-    script: Path,
-    extra_for_run: list[list[str]],
-    warm: Callable[[], None],
-    *,
-    name: str,
-    counts: bool,
-) -> list[Run]:
-    """Warm the server up (pools, code paths), then measure each run."""
-    warm()
-    settle(server)
-    runs = []
-    for i, extra in enumerate(extra_for_run):
-        run = measure(wrk, server, script, extra, counts=counts)
-        runs.append(run)
-        print(describe(name, i, run), flush=True)
-    return runs
 
 
 def describe(name: str, index: int, run: Run) -> str:

@@ -1,9 +1,10 @@
 """`python -m bench.run`: one same-run benchmark of the floor, the naive flow and the gateway.
 
-Every scenario runs one after another with the same wrk settings against PostgreSQL and Redis on
-this machine (or embedded ones). Figures are medians of --runs runs, quoted as ratios to the same
-run's floor; the gateway is also measured with components switched off (bench/apps.py) to show
-where its time goes. See README `## Benchmarks`.
+Every scenario's server runs at once, with the same wrk settings against PostgreSQL and Redis on
+this machine (or embedded ones), and each of --runs rounds runs every scenario once. Figures are
+medians of the rounds; ratios are medians of each round's ratio to the same round's floor. The
+gateway is also measured with components switched off (bench/apps.py) to show where its time
+goes. See README `## Benchmarks`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import apps
-from bench.load import Wrk, cache_counts, describe, ensure_wrk, measure, measure_runs, settle
+from bench.load import Wrk, cache_counts, describe, ensure_wrk, measure, settle
 from bench.profile import profile, summarise
 from bench.report import (
     Scenario,
@@ -160,26 +161,8 @@ class Bench:
             return load.list_script, self._stride(load.miss_seq_len, load.miss_args, runs), warm
         return load.hit_script, [[]] * runs, warm
 
-    def measure(self, scenario: Scenario, start: Callable[[], Server], path: str, *, counts: bool):
-        """Start a server, measure `path` on it, stop it; a server that fails is recorded."""
-        print(scenario.label, flush=True)
-        try:
-            server = start()
-        except SystemExit as exc:
-            scenario.error = f"did not start ({exc})"
-            print(f"  {scenario.error}", flush=True)
-            return
-        try:
-            script, per_run, warm = self.path(server, path, self.args.runs)
-            scenario.runs = measure_runs(
-                self.wrk, server, script, per_run, warm, name=scenario.name, counts=counts
-            )
-        finally:
-            server.stop()
-
-    def scenario(self, name: str, label: str) -> Scenario:
-        """Run one of PLAN's scenarios."""
-        s = Scenario(name, label)
+    def _start(self, name: str) -> tuple[Server, str]:
+        """PLAN's scenario `name`: its server, started, and the path it is measured on."""
         launch = self.launch
         starts: dict[str, tuple[Callable[[], Server], str]] = {
             "floor": (lambda: launch.floor("floor"), "hit"),
@@ -191,8 +174,42 @@ class Bench:
             "workers2": (lambda: launch.gateway("workers2", workers=2), "hit"),
         }
         start, path = starts[name]
-        self.measure(s, start, path, counts=name in ("hit", "mix", "miss"))
-        return s
+        return start(), path
+
+    def rounds(self, plan: list[tuple[str, str]]) -> dict[str, Scenario]:
+        """Every scenario of `plan` at once, round by round: each round runs each scenario once,
+        so every run has a floor run of the same minute to be divided by (a server that fails to
+        start is recorded)."""
+        found = {name: Scenario(name, label) for name, label in plan}
+        servers: dict[str, Server] = {}
+        plans = {}
+        try:
+            for name, label in plan:
+                print(label, flush=True)
+                try:
+                    server, path = self._start(name)
+                except SystemExit as exc:
+                    found[name].error = f"did not start ({exc})"
+                    print(f"  {found[name].error}", flush=True)
+                    continue
+                servers[name] = server
+                plans[name] = self.path(server, path, self.args.runs)
+                plans[name][2]()  # warm
+                settle(server)
+            live = [name for name, _ in plan if name in servers]
+            for i in range(self.args.runs):
+                # Each round starts with another scenario, so none always runs first or last.
+                shift = i % len(live) if live else 0
+                for name in live[shift:] + live[:shift]:
+                    script, per_run, _ = plans[name]
+                    counts = name in ("hit", "mix", "miss")
+                    run = measure(self.wrk, servers[name], script, per_run[i], counts=counts)
+                    found[name].runs.append(run)
+                    print(describe(name, i, run), flush=True)
+        finally:
+            for server in servers.values():
+                server.stop()
+        return found
 
     def components(self) -> tuple[dict[str, list[Scenario]], dict[str, str]]:
         """Per path: the gateway with everything on, each switch off alone, then all of them."""
@@ -271,7 +288,8 @@ def report(args: argparse.Namespace, argv: list[str], took: float, found: dict) 
         f"- machine: {machine()}",
         f"- command: `{command.strip()}`{' (quick mode)' if args.quick else ''}",
         f"- load: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s,"
-        f" {args.runs} run(s) per scenario, figures are medians and ratios to this run's floor;"
+        f" {args.runs} round(s), each running every scenario once (rotated order); figures are"
+        " medians, ratios are medians of the per-round ratios to the same round's floor;"
         " PostgreSQL, Redis and wrk share the machine with the server",
         f"- components: {args.component_rounds} interleaved rounds of {args.component_duration:g} s"
         " per configuration",
@@ -327,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         load = build_workload(work, args.miss_tenants, mix_len=args.mix_len)
         asyncio.run(seed(dsn, load.tenants))
         bench = Bench(args, wrk, Launcher(dsn, redis_url, prefix, work, args.env), load)
-        for name, label in PLAN:
-            if name in only:
-                found["by"][name] = bench.scenario(name, label)
+        found["by"] = bench.rounds([(name, label) for name, label in PLAN if name in only])
         if "components" in only:
             found["components"] = bench.components()
         if args.profile:
