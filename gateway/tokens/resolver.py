@@ -92,11 +92,14 @@ class DashboardResolver:
                 conn = await pool.acquire()
             try:
                 asked = [wanted for wanted, _ in live]
-                results = await lookup_dashboards(conn, asked, timeout=self._timeout)
+                _answer(live, await lookup_dashboards(conn, asked, timeout=self._timeout))
             finally:
+                # After the answers: asyncpg's release awaits a task of its own (asyncio.shield),
+                # two more loop turns every caller would wait, each a long one on a busy worker.
                 await pool.release(conn, timeout=self._acquire_timeout)
         except REQUEST_DATABASE_ERRORS as exc:
-            # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500.
+            # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500
+            # (callers already answered, should only the release fail, keep their answers).
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
             _fail(
                 live,
@@ -109,14 +112,17 @@ class DashboardResolver:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug: every caller gets it (a 500), none hangs
             _fail(live, lambda bug=exc: bug)
-            return
-        for (_, future), result in zip(live, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, DashboardNotFound):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+
+
+def _answer(batch: list[Pending], results: list[str | DashboardNotFound]) -> None:
+    """Each caller still waiting gets its dashboard id or its DashboardNotFound."""
+    for (_, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, DashboardNotFound):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 def _fail(batch: list[Pending], error: Callable[[], Exception]) -> None:

@@ -120,3 +120,32 @@ async def test_every_caller_of_a_failed_batch_gets_a_503(mappings, database_url:
     finally:
         pool.terminate()
         proxy.close()
+
+
+async def test_callers_are_answered_before_the_connection_goes_back(
+    mappings: asyncpg.Connection, pool: asyncpg.Pool
+) -> None:
+    """A slow release (asyncpg's takes loop turns of its own) delays no caller's answer, and the
+    connection still goes back to the pool."""
+    released = asyncio.Event()
+
+    class SlowRelease:
+        """The real pool, its release half a second late (asyncpg's Pool takes no patching)."""
+
+        def acquire(self) -> object:
+            return pool.acquire()
+
+        async def release(self, conn: asyncpg.Connection, *, timeout: float | None = None) -> None:
+            await asyncio.sleep(0.5)
+            await pool.release(conn, timeout=timeout)
+            released.set()
+
+    resolver = DashboardResolver(SlowRelease(), timeout=5.0)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = await resolver.resolve(TokenRequest("t-default", W, None))
+    assert answer == "d-main"
+    assert loop.time() - started < 0.4
+    assert not released.is_set()
+    await asyncio.wait_for(released.wait(), 5)
+    assert pool.get_idle_size() == pool.get_size()

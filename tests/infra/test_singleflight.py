@@ -1,0 +1,90 @@
+"""Single flight: one computation per key for every concurrent caller, whatever each caller does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.infra.singleflight import SingleFlight
+
+
+class Work:
+    """A computation the test finishes by hand, counting how often it was started."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.outcome: asyncio.Future[str] | None = None
+
+    async def __call__(self) -> str:
+        self.started += 1
+        self.outcome = asyncio.get_running_loop().create_future()
+        return await self.outcome
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_callers_share_one_run_and_the_key_frees_after() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+    work = Work()
+    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(4)]
+    await _settle()
+    assert work.started == 1
+    assert flight.running("k")
+    assert work.outcome is not None
+    work.outcome.set_result("token")
+    assert await asyncio.gather(*callers) == ["token"] * 4
+    assert not flight.running("k")
+    # A later caller starts a new run.
+    later = asyncio.create_task(flight.run("k", work))
+    await _settle()
+    assert work.started == 2
+    work.outcome.set_result("second")
+    assert await later == "second"
+
+
+async def test_a_caller_hanging_up_leaves_the_others_their_result() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+    work = Work()
+    first, second = (asyncio.create_task(flight.run("k", work)) for _ in range(2))
+    await _settle()
+    first.cancel()  # the request that started the work goes away
+    await _settle()
+    assert first.cancelled()
+    assert work.outcome is not None
+    assert not work.outcome.cancelled()
+    work.outcome.set_result("token")
+    assert await second == "token"
+
+
+async def test_every_caller_gets_the_works_error() -> None:
+    flight: SingleFlight[str] = SingleFlight()
+    work = Work()
+    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(3)]
+    await _settle()
+    error = LookupError("no dashboard")
+    assert work.outcome is not None
+    work.outcome.set_exception(error)
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert results == [error] * 3  # the same object: callers read attributes set on it
+    assert not flight.running("k")
+
+
+@pytest.mark.parametrize("started", [True, False])
+async def test_cancel_all_ends_every_wait(started: bool) -> None:
+    """At shutdown every caller is cancelled, also when the work's task never took a step."""
+    flight: SingleFlight[str] = SingleFlight()
+    work = Work()
+    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(2)]
+    if started:
+        await _settle()
+    else:
+        await asyncio.sleep(0)  # the callers have queued; the work's task has not run yet
+        assert work.started == 0
+    await flight.cancel_all()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert not flight.running("k")
