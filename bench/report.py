@@ -41,6 +41,7 @@ class Scenario:
     runs: list[Run] = field(default_factory=list)
     error: str | None = None
     off: tuple[str, ...] = ()  # the components switched off (bench/apps.py)
+    bases: list[Run] = field(default_factory=list)  # the base's run just before each run
 
     def median(self, attr: str) -> float:
         """The median of one figure over the runs (NaN without runs)."""
@@ -52,11 +53,13 @@ class Scenario:
         return self.median(attr) / base.median(attr)
 
     def per_round(self, attr: str, base: Scenario) -> list[float]:
-        """This scenario's figure over `base`'s, round by round (runs of one round pair up)."""
-        return [
-            getattr(mine, attr) / getattr(theirs, attr)
-            for mine, theirs in zip(self.runs, base.runs, strict=False)
-        ]
+        """This scenario's figure over `base`'s, run by run: over the base run made just before
+        each run where there is one (`bases`), else over `base`'s run of the same round."""
+        if self is base:
+            return [1.0] * len(self.runs)
+        theirs = self.bases if self.bases else base.runs
+        pairs = zip(self.runs, theirs, strict=False)
+        return [getattr(mine, attr) / getattr(other, attr) for mine, other in pairs]
 
     def paired(self, attr: str, base: Scenario) -> float:
         """The median of the per-round ratios to `base` (NaN without runs)."""
@@ -104,14 +107,18 @@ def detail_table(scenarios: list[Scenario], floor: Scenario) -> list[str]:
 
 
 def workers_scaling(by: dict[str, Scenario]) -> tuple[float, float, float] | None:
-    """2 gateway workers' req/s over one's, the 2-process floor's over the floor's (medians of
-    the rounds), and the median of the per-round quotients of the two."""
+    """2 gateway workers' req/s over one's and the 2-process floor's over the floor's (medians
+    of the rounds), and the median over rounds of their quotient, each side read against its
+    own base run: (2 workers / the 2-process floor run before) / (hit / the floor run before),
+    which is (2 workers / hit) / (2-process floor / floor) with the drift between runs out."""
     if not all(n in by and by[n].runs for n in ("floor", "floor2", "hit", "workers2")):
         return None
-    own = by["workers2"].per_round("rps", by["hit"])
-    floors = by["floor2"].per_round("rps", by["floor"])
-    quotients = [o / f for o, f in zip(own, floors, strict=False)]
-    return statistics.median(own), statistics.median(floors), statistics.median(quotients)
+    floor, hit, w2, f2 = by["floor"], by["hit"], by["workers2"], by["floor2"]
+    own = [w.rps / h.rps for w, h in zip(w2.runs, hit.runs, strict=False)]
+    quotients = [
+        w / h for w, h in zip(w2.per_round("rps", f2), hit.per_round("rps", floor), strict=False)
+    ]
+    return statistics.median(own), f2.paired("rps", floor), statistics.median(quotients)
 
 
 def targets_table(by: dict[str, Scenario]) -> list[str]:

@@ -1,8 +1,8 @@
 """`python -m bench.run`: one same-run benchmark of the floor, the naive flow and the gateway.
 
 Every scenario's server runs at once, with the same wrk settings against PostgreSQL and Redis on
-this machine (or embedded ones), and each of --runs rounds runs every scenario once. Figures are
-medians of the rounds; ratios are medians of each round's ratio to the same round's floor. The
+this machine (or embedded ones), and each of --runs rounds runs every scenario once, right after
+a floor run. Figures are medians; ratios are medians of each run's ratio to that floor run. The
 gateway is also measured with components switched off (bench/apps.py) to show where its time
 goes. See README `## Benchmarks`.
 """
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import apps
-from bench.load import Wrk, cache_counts, describe, ensure_wrk, measure, settle
+from bench.load import Run, Wrk, cache_counts, describe, ensure_wrk, measure, settle
 from bench.profile import profile, summarise
 from bench.report import (
     Scenario,
@@ -178,7 +178,8 @@ class Bench:
 
     def rounds(self, plan: list[tuple[str, str]]) -> dict[str, Scenario]:
         """Every scenario of `plan` at once, round by round: each round runs each scenario once,
-        so every run has a floor run of the same minute to be divided by (a server that fails to
+        right after a run of its base (the floor; the 2-process floor for 2 workers, itself
+        after a floor run), and each run is divided by that base run (a server that fails to
         start is recorded)."""
         found = {name: Scenario(name, label) for name, label in plan}
         servers: dict[str, Server] = {}
@@ -196,16 +197,21 @@ class Bench:
                 plans[name] = self.path(server, path, self.args.runs)
                 plans[name][2]()  # warm
                 settle(server)
-            live = [name for name, _ in plan if name in servers]
+            chains = _chains([name for name, _ in plan if name in servers])
             for i in range(self.args.runs):
                 # Each round starts with another scenario, so none always runs first or last.
-                shift = i % len(live) if live else 0
-                for name in live[shift:] + live[:shift]:
-                    script, per_run, _ = plans[name]
-                    counts = name in ("hit", "mix", "miss")
-                    run = measure(self.wrk, servers[name], script, per_run[i], counts=counts)
-                    found[name].runs.append(run)
-                    print(describe(name, i, run), flush=True)
+                shift = i % len(chains) if chains else 0
+                for chain in chains[shift:] + chains[:shift]:
+                    base: Run | None = None
+                    for name in chain:
+                        script, per_run, _ = plans[name]
+                        counts = name in ("hit", "mix", "miss")
+                        run = measure(self.wrk, servers[name], script, per_run[i], counts=counts)
+                        found[name].runs.append(run)
+                        if base is not None:
+                            found[name].bases.append(base)
+                        base = run
+                        print(describe(name, i, run), flush=True)
         finally:
             for server in servers.values():
                 server.stop()
@@ -276,6 +282,22 @@ class Bench:
         return lines
 
 
+def _chains(live: list[str]) -> list[list[str]]:
+    """What one round runs, as chains of (base, ..., scenario): each scenario right after a run
+    of its base, so the host's drift between the two is seconds, not minutes."""
+    if "floor" not in live:
+        return [[name] for name in live]
+    chains = []
+    for name in live:
+        if name == "floor" or (name == "floor2" and "workers2" in live):
+            continue  # the floor runs before each scenario; floor2 before workers2
+        if name == "workers2" and "floor2" in live:
+            chains.append(["floor", "floor2", "workers2"])
+        else:
+            chains.append(["floor", name])
+    return chains or [["floor"]]
+
+
 def report(args: argparse.Namespace, argv: list[str], took: float, found: dict) -> list[str]:
     """RESULTS.md's lines: the setting, issue 15's table, every scenario, the components."""
     by: dict[str, Scenario] = found["by"]
@@ -288,8 +310,9 @@ def report(args: argparse.Namespace, argv: list[str], took: float, found: dict) 
         f"- machine: {machine()}",
         f"- command: `{command.strip()}`{' (quick mode)' if args.quick else ''}",
         f"- load: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s,"
-        f" {args.runs} round(s), each running every scenario once (rotated order); figures are"
-        " medians, ratios are medians of the per-round ratios to the same round's floor;"
+        f" {args.runs} round(s), each running every scenario once (rotated order) right after a"
+        " run of its floor; figures are medians, ratios are medians of each run's ratio to that"
+        " floor run;"
         " PostgreSQL, Redis and wrk share the machine with the server",
         f"- components: {args.component_rounds} interleaved rounds of {args.component_duration:g} s"
         " per configuration",
