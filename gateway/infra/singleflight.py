@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
+class _LeaderGone(Exception):
+    """The caller running the work was cancelled before it ended: a waiting caller runs it."""
+
+
 class _Flight(Generic[T]):
-    """One computation under way: its task and the futures of the callers waiting for it."""
+    """One computation under way: the task running it and the futures of the callers waiting."""
 
-    __slots__ = ("task", "waiters")
+    __slots__ = ("leader", "waiters")
 
-    def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None
+    def __init__(self, leader: asyncio.Task[object] | None) -> None:
+        self.leader = leader
         self.waiters: list[asyncio.Future[T]] = []
 
 
@@ -33,51 +36,49 @@ class SingleFlight(Generic[T]):
     async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` unless it already runs for `key`; either way return its result.
 
-        The work runs in a task of its own, so a caller hanging up (cancelled) cancels only its
-        own wait, never the work the others wait for.
+        The first caller runs the work itself and hands the outcome to the callers that joined:
+        a task of its own would cost every caller two event-loop turns (its first step, then
+        the hand-over), each a long one on a busy worker. Should that caller be cancelled, the
+        work stops with it and the first caller still waiting runs it again (the others join).
         """
         flight = self._running.get(key)
-        if flight is None:
-            flight = self._running[key] = _Flight()
-            flight.task = asyncio.get_running_loop().create_task(self._fly(key, flight, work))
-            flight.task.add_done_callback(functools.partial(self._ended, key, flight))
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        flight.waiters.append(waiter)
-        return await waiter
-
-    async def _fly(self, key: str, flight: _Flight[T], work: Callable[[], Awaitable[T]]) -> None:
-        # The task hands its outcome to each caller's future itself: awaiting the task through
-        # asyncio.shield would cost every caller two more event-loop turns (the task's done
-        # callback, then shield's), each a long one on a busy worker.
+        if flight is not None:
+            waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            flight.waiters.append(waiter)
+            try:
+                return await waiter
+            except _LeaderGone:
+                return await self.run(key, work)
+        flight = self._running[key] = _Flight(asyncio.current_task())
         try:
             result = await work()
         except asyncio.CancelledError:
-            del self._running[key]
-            for waiter in flight.waiters:
-                waiter.cancel()
+            for waiter in self._land(key, flight):
+                waiter.set_exception(_LeaderGone())
             raise
-        except BaseException as exc:  # noqa: BLE001 - every caller gets the same error object
-            del self._running[key]
-            for waiter in flight.waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-            return
-        del self._running[key]
-        for waiter in flight.waiters:
-            if not waiter.done():  # its caller gave up (cancelled)
-                waiter.set_result(result)
+        except BaseException as exc:
+            # Every caller gets the same error object: callers read attributes set on it.
+            for waiter in self._land(key, flight):
+                waiter.set_exception(exc)
+            raise
+        for waiter in self._land(key, flight):
+            waiter.set_result(result)
+        return result
 
-    def _ended(self, key: str, flight: _Flight[T], _task: asyncio.Task[None]) -> None:
-        # For a task cancelled before its first step, which never reached _fly's own hand-over
-        # (a no-op otherwise: its callers' futures are done, another flight may own the key).
+    def _land(self, key: str, flight: _Flight[T]) -> list[asyncio.Future[T]]:
+        """End the flight; the futures of its callers still waiting (others gave up)."""
         if self._running.get(key) is flight:
             del self._running[key]
-        for waiter in flight.waiters:
-            waiter.cancel()
+        return [waiter for waiter in flight.waiters if not waiter.done()]
 
     async def cancel_all(self) -> None:
-        """Cancel every computation under way and wait for them to end (at shutdown)."""
-        tasks = [f.task for f in self._running.values() if f.task is not None]
-        for task in tasks:
+        """Cancel every computation under way, the callers waiting for it first (so none runs
+        it again), then the task running it, and wait for those to end (at shutdown)."""
+        flights = list(self._running.values())
+        for flight in flights:
+            for waiter in flight.waiters:
+                waiter.cancel()
+        leaders = [f.leader for f in flights if f.leader is not None]
+        for task in leaders:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*leaders, return_exceptions=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from gateway.infra.singleflight import SingleFlight
 
 
@@ -46,18 +44,43 @@ async def test_concurrent_callers_share_one_run_and_the_key_frees_after() -> Non
     assert await later == "second"
 
 
-async def test_a_caller_hanging_up_leaves_the_others_their_result() -> None:
+async def test_a_joined_caller_hanging_up_leaves_the_others_their_result() -> None:
     flight: SingleFlight[str] = SingleFlight()
     work = Work()
-    first, second = (asyncio.create_task(flight.run("k", work)) for _ in range(2))
+    leader, joined, other = (asyncio.create_task(flight.run("k", work)) for _ in range(3))
     await _settle()
-    first.cancel()  # the request that started the work goes away
+    joined.cancel()
     await _settle()
-    assert first.cancelled()
+    assert joined.cancelled()
     assert work.outcome is not None
     assert not work.outcome.cancelled()
     work.outcome.set_result("token")
-    assert await second == "token"
+    assert await leader == "token"
+    assert await other == "token"
+    assert work.started == 1
+
+
+async def test_when_the_running_caller_is_cancelled_a_waiting_one_runs_the_work() -> None:
+    """The work runs in the first caller's task: cancelled with it, it is run again by the
+    first caller still waiting, and the others join that run."""
+    flight: SingleFlight[str] = SingleFlight()
+    work = Work()
+    leader = asyncio.create_task(flight.run("k", work))
+    await _settle()
+    waiting = [asyncio.create_task(flight.run("k", work)) for _ in range(2)]
+    await _settle()
+    first_run = work.outcome
+    leader.cancel()
+    await _settle()
+    assert leader.cancelled()
+    assert first_run is not None
+    assert first_run.cancelled()
+    assert work.started == 2
+    assert flight.running("k")
+    assert work.outcome is not None
+    work.outcome.set_result("token")
+    assert await asyncio.gather(*waiting) == ["token", "token"]
+    assert not flight.running("k")
 
 
 async def test_every_caller_gets_the_works_error() -> None:
@@ -73,18 +96,15 @@ async def test_every_caller_gets_the_works_error() -> None:
     assert not flight.running("k")
 
 
-@pytest.mark.parametrize("started", [True, False])
-async def test_cancel_all_ends_every_wait(started: bool) -> None:
-    """At shutdown every caller is cancelled, also when the work's task never took a step."""
+async def test_cancel_all_ends_every_wait_and_nobody_runs_it_again() -> None:
+    """At shutdown the running caller and every waiting one are cancelled; none starts over."""
     flight: SingleFlight[str] = SingleFlight()
     work = Work()
-    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(2)]
-    if started:
-        await _settle()
-    else:
-        await asyncio.sleep(0)  # the callers have queued; the work's task has not run yet
-        assert work.started == 0
+    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(3)]
+    await _settle()
     await flight.cancel_all()
     results = await asyncio.gather(*callers, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    await _settle()
+    assert work.started == 1
     assert not flight.running("k")
