@@ -95,7 +95,7 @@ class DashboardResolver:
                 _answer(live, await lookup_dashboards(conn, asked, timeout=self._timeout))
             finally:
                 # After the answers: asyncpg's release awaits a task of its own (asyncio.shield),
-                # two more loop turns every caller would wait, each a long one on a busy worker.
+                # three loop turns every caller would wait, each a long one on a busy worker.
                 await pool.release(conn, timeout=self._acquire_timeout)
         except REQUEST_DATABASE_ERRORS as exc:
             # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500
