@@ -1,4 +1,5 @@
-"""The figures as tables: medians of runs, ratios to the same round's floor, issue 15's targets."""
+"""The figures as tables: medians of runs, ratios to the floor run made just before each run, issue
+15's targets."""
 
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ def target_checks(by: dict[str, Scenario]) -> list[str]:
         rounds = ", ".join(f"{r:.2f}" for r in by[name].per_round(attr, floor))
         lines.append(
             f"- {'met' if ok else 'MISSED'}: {PATH_LABELS[name]} {ATTR_LABELS[attr]}"
-            f" {sign} {limit:g} x floor: {_fmt(value)} (rounds: {rounds}; ratio of the medians"
+            f" {sign} {limit:g} x floor: {_fmt(value)} (runs: {rounds}; ratio of the medians"
             f" {_fmt(by[name].ratio(attr, floor))})"
         )
     scaling = workers_scaling(by)
