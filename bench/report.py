@@ -1,5 +1,4 @@
-"""The figures as tables: medians of runs, ratios to the floor run made just before each run, issue
-15's targets."""
+"""The figures as tables: medians, ratios to the floor run just before each run, the targets."""
 
 from __future__ import annotations
 
