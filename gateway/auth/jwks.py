@@ -189,7 +189,8 @@ class JwksKeys:
 
     async def refresh(self) -> bool:
         """Fetch now (joining a fetch already under way); True if the keys are fresh."""
-        # One fetch shared by every waiter; one that gives up does not cancel it for the rest.
+        # One fetch shared by every waiter; should the caller running it give up, the next
+        # one waiting runs it (infra/singleflight.py).
         return await self._flight.run(_FETCH, self._fetch)
 
     async def refetch_for_unknown_kid(self) -> bool:
