@@ -157,7 +157,7 @@ def target_checks(by: dict[str, Scenario]) -> list[str]:
         rounds = ", ".join(f"{r:.2f}" for r in by[name].per_round(attr, floor))
         lines.append(
             f"- {'met' if ok else 'MISSED'}: {PATH_LABELS[name]} {ATTR_LABELS[attr]}"
-            f" {sign} {limit:g} x floor: {_fmt(value)} (runs: {rounds}; ratio of the medians"
+            f" {sign} {limit:g} x floor: {_fmt(value, '.3f')} (runs: {rounds}; ratio of the medians"
             f" {_fmt(by[name].ratio(attr, floor))})"
         )
     scaling = workers_scaling(by)

@@ -47,7 +47,7 @@ def test_a_ratio_is_the_median_of_each_run_over_the_floor_run_before_it() -> Non
     assert hit.paired("cpu_us", floor) == 1.5
     assert hit.ratio("cpu_us", floor) == 3.0  # 150 over the floor's median 50
     (line,) = [x for x in target_checks({"floor": floor, "hit": hit}) if "CPU/request" in x]
-    assert line.startswith("- met: hit CPU/request <= 1.8 x floor: 1.50 (runs: 1.50, 1.50, 1.50")
+    assert line.startswith("- met: hit CPU/request <= 1.8 x floor: 1.500 (runs: 1.50, 1.50, 1.50")
 
 
 def test_two_workers_scale_against_their_own_base_runs() -> None:
