@@ -141,11 +141,8 @@ async def test_callers_are_answered_before_the_connection_goes_back(
             released.set()
 
     resolver = DashboardResolver(SlowRelease(), timeout=5.0)  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     answer = await resolver.resolve(TokenRequest("t-default", W, None))
     assert answer == "d-main"
-    assert loop.time() - started < 0.4
-    assert not released.is_set()
+    assert not released.is_set()  # answered while the release was still under way
     await asyncio.wait_for(released.wait(), 5)
     assert pool.get_idle_size() == pool.get_size()
