@@ -20,6 +20,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
+from gateway.infra.tasks import OwnedTasks
+
 Command = tuple[Any, ...]
 Waiter = tuple[Command, "asyncio.Future[Any]"]
 
@@ -46,7 +48,7 @@ class RedisBatcher:
         self._one_node = not isinstance(client, RedisCluster)
         self._queue: list[Waiter] = []
         self._scripts: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
         self.batches_sent = 0  # pipelines sent, for tests and benchmarks
 
     def execute(self, *command: Any) -> asyncio.Future[Any]:
@@ -54,12 +56,7 @@ class RedisBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
-            # A task made now takes its first step next loop turn, after the commands queued in
-            # this one: a loop turn sooner than a call_soon callback that then starts a task.
-            task = loop.create_task(self._send_queued())
-            # Keep a reference: a task nobody holds may be collected before it finishes.
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.start(self._send_queued())  # sends what this loop turn queues
         self._queue.append((command, future))
         return future
 
@@ -124,8 +121,7 @@ class RedisBatcher:
 
     async def aclose(self) -> None:
         """Wait for batches in flight (at shutdown, before the client closes)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.wait()
 
 
 async def _on_one_connection(client: aioredis.Redis, commands: list[Command]) -> list[Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import asyncpg
 
 from gateway.errors import DashboardNotFound, Unavailable
 from gateway.infra.dependency_errors import REQUEST_DATABASE_ERRORS
+from gateway.infra.tasks import OwnedTasks
 from gateway.tokens.directory import Wanted, lookup_dashboards
 from gateway.tokens.request import TokenRequest
 
@@ -47,7 +47,7 @@ class DashboardResolver:
         self._timeout = timeout
         self._acquire_timeout = timeout if acquire_timeout is None else acquire_timeout
         self._queues: dict[asyncpg.Pool, list[Pending]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
         self.lookups = 0  # lookups asked for; tests pin single flight with it
         self.statements = 0  # statements sent for them (batches)
 
@@ -60,22 +60,14 @@ class DashboardResolver:
         queue = self._queues.get(pool)
         if queue is None:
             queue = self._queues[pool] = []
-            # A task made now takes its first step next loop turn, after the lookups queued in
-            # this one: a loop turn sooner than a call_soon callback that then starts a task.
-            self._start(self._take(pool))
+            self._tasks.start(self._take(pool))  # sends what this loop turn queues
         queue.append(((request.tenant_id, request.workspace_id, request.dashboard_id), future))
         return await future
-
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        # Keep a reference: a task nobody holds may be collected before it finishes.
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _take(self, pool: asyncpg.Pool) -> None:
         batch = self._queues.pop(pool, [])
         for start in range(MAX_BATCH, len(batch), MAX_BATCH):
-            self._start(self._lookup(pool, batch[start : start + MAX_BATCH]))
+            self._tasks.start(self._lookup(pool, batch[start : start + MAX_BATCH]))
         await self._lookup(pool, batch[:MAX_BATCH])
 
     async def _lookup(self, pool: asyncpg.Pool, batch: list[Pending]) -> None:
