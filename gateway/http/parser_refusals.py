@@ -85,13 +85,14 @@ class ParserRefusals:
         metrics.count(metrics.parser_refusals, reason)
         path = token_path(head)
         if path is not None:
+            services = app[TOKEN_SERVICES]
             record_token_request(
-                app[TOKEN_SERVICES],
+                services,
                 request_id,
                 400,
                 "invalid_request",
                 started,
-                record=TokenRecord(api_key_id=app[TOKEN_SERVICES].api_key_id),
+                record=TokenRecord(api_key_id=services.api_key_id),
                 reason=reason,
                 code="invalid_request",
                 client_ip=client,

@@ -25,11 +25,17 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_concurrent_callers_share_one_run_and_the_key_frees_after() -> None:
+async def _flying(callers: int) -> tuple[SingleFlight[str], Work, list[asyncio.Task[str]]]:
+    """A single flight with `callers` callers of one key, its work started and waiting."""
     flight: SingleFlight[str] = SingleFlight()
     work = Work()
-    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(4)]
+    tasks = [asyncio.create_task(flight.run("k", work)) for _ in range(callers)]
     await _settle()
+    return flight, work, tasks
+
+
+async def test_concurrent_callers_share_one_run_and_the_key_frees_after() -> None:
+    flight, work, callers = await _flying(4)
     assert work.started == 1
     assert flight.running("k")
     assert work.outcome is not None
@@ -45,10 +51,7 @@ async def test_concurrent_callers_share_one_run_and_the_key_frees_after() -> Non
 
 
 async def test_a_joined_caller_hanging_up_leaves_the_others_their_result() -> None:
-    flight: SingleFlight[str] = SingleFlight()
-    work = Work()
-    leader, joined, other = (asyncio.create_task(flight.run("k", work)) for _ in range(3))
-    await _settle()
+    _, work, (leader, joined, other) = await _flying(3)
     joined.cancel()
     await _settle()
     assert joined.cancelled()
@@ -84,10 +87,7 @@ async def test_when_the_running_caller_is_cancelled_a_waiting_one_runs_the_work(
 
 
 async def test_every_caller_gets_the_works_error() -> None:
-    flight: SingleFlight[str] = SingleFlight()
-    work = Work()
-    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(3)]
-    await _settle()
+    flight, work, callers = await _flying(3)
     error = LookupError("no dashboard")
     assert work.outcome is not None
     work.outcome.set_exception(error)
@@ -98,10 +98,7 @@ async def test_every_caller_gets_the_works_error() -> None:
 
 async def test_cancel_all_ends_every_wait_and_nobody_runs_it_again() -> None:
     """At shutdown the running caller and every waiting one are cancelled; none starts over."""
-    flight: SingleFlight[str] = SingleFlight()
-    work = Work()
-    callers = [asyncio.create_task(flight.run("k", work)) for _ in range(3)]
-    await _settle()
+    flight, work, callers = await _flying(3)
     await flight.cancel_all()
     results = await asyncio.gather(*callers, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
