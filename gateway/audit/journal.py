@@ -6,11 +6,11 @@ cache at once, so a SIGKILL, an OOM kill or a crash of the process loses nothing
 call is made per event (GATEWAY_AUDIT_FSYNC adds machine-crash durability). Disk blocks are
 reserved ahead in chunks (`posix_fallocate`), so a full disk is an error from that call and never
 a SIGBUS from the mapping; the mapped file past its last line holds zeros, which readers skip.
-The rows are shipped to PostgreSQL from memory; a segment is emptied (active) or deleted
-(sealed) only once every row in it is committed. A process holds an exclusive flock on every
-segment it owns for as long as it lives; a segment whose lock can be taken belongs to a process
-that is gone and is adopted and replayed by whichever worker finds it (exactly once, thanks to
-the (event_id, occurred_at) key).
+The rows are shipped to PostgreSQL from memory; a segment is emptied (active: zeroed in place
+with fsync off, else truncated) or deleted (sealed) only once every row in it is committed. A
+process holds an exclusive flock on every segment it owns for as long as it lives; a segment
+whose lock can be taken belongs to a process that is gone and is adopted and replayed by
+whichever worker finds it (exactly once, thanks to the (event_id, occurred_at) key).
 """
 
 from __future__ import annotations
@@ -134,14 +134,18 @@ class Journal:
         if seg.sealed:
             self.delete(seg)
         elif seg.size:
-            try:
-                # Truncated and grown again: zeros from the start, the reserved blocks freed.
-                os.ftruncate(seg.fd, 0)
-                os.ftruncate(seg.fd, self._max + LINE_HEADROOM)
-            except OSError as exc:
-                self._fail(exc)
-                return
-            seg.size = seg.reserved = 0
+            if self.fsync is Fsync.OFF and seg.mapped is not None:
+                _zero_in_place(seg.mapped, seg.size)
+            else:
+                try:
+                    # Truncated and grown again: zeros from the start, the reserved blocks freed.
+                    os.ftruncate(seg.fd, 0)
+                    os.ftruncate(seg.fd, self._max + LINE_HEADROOM)
+                except OSError as exc:
+                    self._fail(exc)
+                    return
+                seg.reserved = 0
+            seg.size = 0
         # Space was freed: the next append is worth trying (it says again if it still fails).
         self.failing = False
 
@@ -208,6 +212,21 @@ class Journal:
                 self.seal(old)
         self.active = _open_segment(self.directory, self._max + LINE_HEADROOM)
         return self.active
+
+
+def _zero_in_place(mapped: mmap.mmap, size: int) -> None:
+    """Empty an active segment through its mapping, its blocks kept for the next lines.
+
+    Truncating instead frees the blocks (a discard on such a mount), and the next lines fault
+    every page back in and reserve the blocks again: measured at ~4 us of system time per line
+    with 500-line batches, against 0.02 here. Only with fsync off: dirty pages reach the disk in
+    no set order, so after a machine crash a zeroed page could sit beside one still holding old
+    lines; a process death, all fsync off promises to survive, sees memory as it was left.
+    """
+    # The first byte first: a reader stops at the first NUL, so a process killed while the rest
+    # is zeroed leaves an empty segment, never old lines joined to new ones.
+    mapped[0] = 0
+    mapped[1:size] = bytes(size - 1)
 
 
 def _reserve(seg: Segment, end: int) -> None:

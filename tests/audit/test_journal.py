@@ -120,3 +120,37 @@ def test_a_killed_process_leaves_its_mapped_lines_on_disk(tmp_path) -> None:
     (adopted,) = Journal(tmp_path).adopt_orphans()
     assert adopted.size == sum(map(len, LINES))
     assert read_lines(adopted.path) == LINES
+
+
+def test_an_emptied_active_segment_keeps_its_blocks_and_no_old_line(tmp_path) -> None:
+    """With fsync off the active segment is zeroed in place once committed: its disk blocks stay
+    reserved (no truncate, no refault), and lines appended after read back alone."""
+    journal = Journal(tmp_path)
+    for data in LINES:
+        seg = journal.append(data)
+        assert seg is not None
+    (path,) = tmp_path.glob("audit-*.copy")
+    blocks = path.stat().st_blocks
+    journal.committed(seg)
+    assert read_lines(path) == []
+    assert path.stat().st_blocks == blocks
+    assert journal.append(line(3)) is seg
+    assert read_lines(path) == [line(3)]
+    journal.close()
+
+
+def test_with_fsync_the_emptied_active_segment_is_truncated(tmp_path) -> None:
+    """With fsync on, the committed active segment is truncated instead: its blocks are freed."""
+    journal = Journal(tmp_path, fsync=Fsync.BATCH)
+    for data in LINES:
+        seg = journal.append(data)
+        assert seg is not None
+    journal.sync()
+    (path,) = tmp_path.glob("audit-*.copy")
+    assert path.stat().st_blocks > 0
+    journal.committed(seg)
+    assert path.stat().st_blocks == 0
+    assert read_lines(path) == []
+    assert journal.append(line(4)) is seg
+    assert read_lines(path) == [line(4)]
+    journal.close()
