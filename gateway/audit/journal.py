@@ -37,6 +37,9 @@ MAX_SEGMENT_BYTES = 16 * 1024 * 1024
 # A segment's mapping reaches this far past its size limit: the line that crosses the limit still
 # fits (a line is bounded by the request's limits, far below this). Unreserved, so it costs nothing.
 LINE_HEADROOM = 1024 * 1024
+# An emptied active segment up to this size is zeroed in place (its pages stay in memory, its
+# blocks reserved); past it, as after an outage's backlog, truncated (both freed).
+ZERO_IN_PLACE = 1024 * 1024
 # Disk reserved at a time: one fallocate() per this many bytes of lines, not one write() a line.
 RESERVE_CHUNK = 16 * 1024
 
@@ -134,7 +137,7 @@ class Journal:
         if seg.sealed:
             self.delete(seg)
         elif seg.size:
-            if self.fsync is Fsync.OFF and seg.mapped is not None:
+            if self.fsync is Fsync.OFF and seg.mapped is not None and seg.size <= ZERO_IN_PLACE:
                 _zero_in_place(seg.mapped, seg.size)
             else:
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+from gateway.audit import journal as journal_module
 from gateway.audit.event import AuditEvent, copy_line
 from gateway.audit.journal import Fsync, Journal, read_lines
 from tests.audit.journal_files import journal_lines
@@ -153,4 +154,21 @@ def test_with_fsync_the_emptied_active_segment_is_truncated(tmp_path) -> None:
     assert read_lines(path) == []
     assert journal.append(line(4)) is seg
     assert read_lines(path) == [line(4)]
+    journal.close()
+
+
+def test_a_large_emptied_segment_is_truncated_to_bound_its_memory(tmp_path, monkeypatch) -> None:
+    """Past ZERO_IN_PLACE (a backlog after an outage) the segment is truncated even with fsync
+    off, so the pages kept in memory stay bounded."""
+    monkeypatch.setattr(journal_module, "ZERO_IN_PLACE", len(LINES[0]) * 2)
+    journal = Journal(tmp_path)
+    for data in LINES:
+        seg = journal.append(data)
+        assert seg is not None
+    (path,) = tmp_path.glob("audit-*.copy")
+    assert path.stat().st_blocks > 0
+    journal.committed(seg)
+    assert path.stat().st_blocks == 0
+    assert journal.append(line(5)) is seg
+    assert read_lines(path) == [line(5)]
     journal.close()

@@ -3,11 +3,21 @@ refused data, and the filter that keeps aiohttp's own lines (which quote headers
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import aiohttp
+from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, LineTooLong
 
-from gateway.http.parser_refusals import ParserLogFilter, refusal_reason, token_path
+from gateway.http.parser_refusals import (
+    ParserLogFilter,
+    RefusingRequestHandler,
+    refusal_reason,
+    setup_parser_refusals,
+    token_path,
+)
+from gateway.ops.runner import GatewayRunner
 
 
 def test_reasons_are_fixed_names() -> None:
@@ -46,3 +56,45 @@ def test_filter_drops_aiohttp_lines_about_refusals() -> None:
     assert flt.filter(record(BadHttpMessage("Authorization: Bearer t\x00"))) is False
     assert flt.filter(record(RuntimeError("boom"))) is True
     assert flt.filter(record(None)) is True
+
+
+async def test_a_body_past_the_read_buffer_pauses_and_resumes_reading() -> None:
+    """A body larger than the connection's read buffer pauses reading (flow control) and is
+    still read whole: `resume_reading` skips only when nothing is paused."""
+    seen: list[int] = []
+    resumed: list[bool] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append(len(body))
+        return web.Response(text=str(len(body)))
+
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app.router.add_post("/echo", echo)
+    setup_parser_refusals(app)
+    original = RefusingRequestHandler.resume_reading
+
+    def recording(self: RefusingRequestHandler, resume_parser: bool = True) -> None:
+        resumed.append(self._reading_paused)
+        original(self, resume_parser)
+
+    RefusingRequestHandler.resume_reading = recording  # type: ignore[method-assign]
+    runner = GatewayRunner(app, access_log=None, read_bufsize=1024)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        body = b"x" * (1024 * 1024)
+        # A resume wrongly skipped would leave the body half read: the timeout says so.
+        async with asyncio.timeout(10), aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/echo", data=body) as resp:
+                assert resp.status == 200
+                assert await resp.text() == str(len(body))
+            small = await session.post(f"http://127.0.0.1:{port}/echo", data=b"{}")
+            assert await small.text() == "2"
+    finally:
+        RefusingRequestHandler.resume_reading = original  # type: ignore[method-assign]
+        await runner.cleanup()
+    assert seen == [len(body), 2]
+    assert True in resumed  # reading was paused, and resumed through aiohttp's own path
