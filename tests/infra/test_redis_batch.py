@@ -176,3 +176,30 @@ async def test_a_refused_argument_fails_its_batch_not_the_loop(client, prefix) -
         await batcher.execute("SET", f"{prefix}x", True)
     await client.set(f"{prefix}y", "1")
     assert await batcher.execute("GET", f"{prefix}y") == b"1"
+
+
+async def test_a_connection_is_kept_between_batches_and_dropped_after_a_failure(
+    client, prefix
+) -> None:
+    """Sequential batches reuse the one connection the batcher keeps (no pool round per batch);
+    a batch that fails mid-way drops its connection, which the pool gets back and reconnects,
+    and the next batch still answers right; at close the kept one goes back to the pool."""
+    pool = client.connection_pool
+    batcher = RedisBatcher(client, timeout=0.2)
+    await client.set(f"{prefix}k", "v")
+    for _ in range(5):
+        assert await batcher.execute("GET", f"{prefix}k") == b"v"
+    assert len(pool._in_use_connections) == 1  # the batcher's, held between batches
+    (kept,) = pool._in_use_connections
+    # A command Redis answers with an error keeps the connection: its reply was read.
+    with pytest.raises(ResponseError):
+        await batcher.execute("HGET", f"{prefix}k", "f")
+    assert pool._in_use_connections == {kept}
+    # A reply not read in time (BLPOP holds it past the deadline) drops it.
+    with pytest.raises(BatchTimeout):
+        await batcher.execute("BLPOP", f"{prefix}empty", 1)
+    assert kept not in pool._in_use_connections
+    assert not kept.is_connected
+    assert await batcher.execute("GET", f"{prefix}k") == b"v"
+    await batcher.aclose()
+    assert pool._in_use_connections == set()
