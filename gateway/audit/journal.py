@@ -138,7 +138,11 @@ class Journal:
             self.delete(seg)
         elif seg.size:
             if self.fsync is Fsync.OFF and seg.mapped is not None and seg.size <= ZERO_IN_PLACE:
-                _zero_in_place(seg.mapped, seg.size)
+                try:
+                    _zero_in_place(seg.mapped, seg.size)
+                except (ValueError, IndexError) as exc:  # a mapping closed under it
+                    self._fail(OSError(errno.EIO, str(exc)))
+                    return
             else:
                 try:
                     # Truncated and grown again: zeros from the start, the reserved blocks freed.

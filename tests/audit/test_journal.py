@@ -172,3 +172,17 @@ def test_a_large_emptied_segment_is_truncated_to_bound_its_memory(tmp_path, monk
     assert journal.append(line(5)) is seg
     assert read_lines(path) == [line(5)]
     journal.close()
+
+
+def test_a_segment_whose_mapping_is_gone_fails_the_journal_not_the_writer(tmp_path) -> None:
+    """Emptying a segment whose mapping was closed under it says the journal is failing (and
+    why) instead of raising into the writer."""
+    journal = Journal(tmp_path)
+    seg = journal.append(line(1))
+    assert seg is not None
+    assert seg.mapped is not None
+    seg.mapped.close()
+    journal.committed(seg)
+    assert journal.failing
+    assert journal.last_error is not None
+    journal.close()
