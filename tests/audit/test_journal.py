@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 from gateway.audit import journal as journal_module
 from gateway.audit.event import AuditEvent, copy_line
-from gateway.audit.journal import Fsync, Journal, read_lines
+from gateway.audit.journal import Fsync, Journal, Segment, read_lines
 from tests.audit.journal_files import journal_lines
 
 LINES = [
@@ -123,14 +124,20 @@ def test_a_killed_process_leaves_its_mapped_lines_on_disk(tmp_path) -> None:
     assert read_lines(adopted.path) == LINES
 
 
+def _filled(journal: Journal) -> tuple[Segment, Path]:
+    """Every one of LINES appended to one active segment: it, and its file."""
+    for data in LINES:
+        seg = journal.append(data)
+        assert seg is not None
+    (path,) = journal.directory.glob("audit-*.copy")
+    return seg, path
+
+
 def test_an_emptied_active_segment_keeps_its_blocks_and_no_old_line(tmp_path) -> None:
     """With fsync off the active segment is zeroed in place once committed: its disk blocks stay
     reserved (no truncate, no refault), and lines appended after read back alone."""
     journal = Journal(tmp_path)
-    for data in LINES:
-        seg = journal.append(data)
-        assert seg is not None
-    (path,) = tmp_path.glob("audit-*.copy")
+    seg, path = _filled(journal)
     blocks = path.stat().st_blocks
     journal.committed(seg)
     assert read_lines(path) == []
@@ -143,11 +150,8 @@ def test_an_emptied_active_segment_keeps_its_blocks_and_no_old_line(tmp_path) ->
 def test_with_fsync_the_emptied_active_segment_is_truncated(tmp_path) -> None:
     """With fsync on, the committed active segment is truncated instead: its blocks are freed."""
     journal = Journal(tmp_path, fsync=Fsync.BATCH)
-    for data in LINES:
-        seg = journal.append(data)
-        assert seg is not None
+    seg, path = _filled(journal)
     journal.sync()
-    (path,) = tmp_path.glob("audit-*.copy")
     assert path.stat().st_blocks > 0
     journal.committed(seg)
     assert path.stat().st_blocks == 0
@@ -162,10 +166,7 @@ def test_a_large_emptied_segment_is_truncated_to_bound_its_memory(tmp_path, monk
     off, so the pages kept in memory stay bounded."""
     monkeypatch.setattr(journal_module, "ZERO_IN_PLACE", len(LINES[0]) * 2)
     journal = Journal(tmp_path)
-    for data in LINES:
-        seg = journal.append(data)
-        assert seg is not None
-    (path,) = tmp_path.glob("audit-*.copy")
+    seg, path = _filled(journal)
     assert path.stat().st_blocks > 0
     journal.committed(seg)
     assert path.stat().st_blocks == 0
