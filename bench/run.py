@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -274,11 +275,18 @@ class Bench:
         ):
             server = self.launch.gateway(f"profile-{name}")
             try:
+                if name == "mix":  # the measured mix's warm cache, not a cold one of misses
+                    self._warm_mix(server)
                 self.wrk.run(server.port, self.load.warm_script, [], 1)
-                found = profile(self.wrk, server, script, extra, self.load.work / f"{name}.spy")
+                stacks = self.load.work / f"{name}.spy"
+                found = profile(self.wrk, server, script, extra, stacks)
             finally:
                 server.stop()
             lines += summarise(name, *found)
+            # The raw stacks, beside the report, for a closer look (py-spy's "raw" format).
+            kept = Path(self.args.results).with_suffix(f".{name}.spy")
+            shutil.copyfile(stacks, kept)
+            lines += [f"raw stacks: `{kept}`", ""]
         return lines
 
 

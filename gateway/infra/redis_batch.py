@@ -2,8 +2,8 @@
 
 Each redis-py call costs ~60 us of client CPU and one round trip; under load many requests ask
 for something within the same loop iteration. On one node (standalone, Sentinel's primary) every
-command goes to one connection the batcher keeps (`RedisPipe`): written as it comes, uvloop sends
-a loop turn's writes together, and each reply wakes its caller from the socket's callback. In a
+command goes to one connection the batcher keeps (`RedisPipe`): written as it comes, back to back
+with the others, and each reply wakes its caller from the socket's callback. In a
 cluster, callers queue a command and one task sends each loop turn's queue through redis-py's
 cluster pipeline, which groups it by node, under one deadline for the whole batch.
 """

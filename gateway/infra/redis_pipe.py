@@ -4,8 +4,8 @@ as it comes, each reply is parsed as it arrives and handed to its caller, in ord
 The connection is opened by redis-py's pool, so its handshake (TLS, AUTH, HELLO, SELECT) and
 Sentinel's primary lookup stay redis-py's; then its transport is given this protocol. Why not
 redis-py's own reading: it reads in a task of its own, which wakes each caller a loop turn later
-and costs ~40 us of CPU a round trip; here the reply wakes its caller from `data_received`, and
-uvloop sends every command written within one loop turn in one write.
+and costs ~40 us of CPU a round trip; here each command is written at once and its reply wakes
+its caller from `data_received`.
 """
 
 from __future__ import annotations

@@ -55,22 +55,41 @@ class DashboardResolver:
         """The dashboard id to embed; DashboardNotFound, or Unavailable when PostgreSQL fails."""
         self.lookups += 1
         pool = self._pool if fresh or self._read_pool is None else self._read_pool
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[str] = loop.create_future()
+        wanted = (request.tenant_id, request.workspace_id, request.dashboard_id)
         queue = self._queues.get(pool)
-        if queue is None:
-            queue = self._queues[pool] = []
-            self._tasks.start(self._take(pool))  # sends what this loop turn queues
-        queue.append(((request.tenant_id, request.workspace_id, request.dashboard_id), future))
-        return await future
+        if queue is not None:  # this loop turn's batch has a leader: join it
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            queue.append((wanted, future))
+            return await future
+        return await self._lead(pool, wanted)
 
-    async def _take(self, pool: asyncpg.Pool) -> None:
-        batch = self._queues.pop(pool, [])
-        for start in range(MAX_BATCH, len(batch), MAX_BATCH):
-            self._tasks.start(self._lookup(pool, batch[start : start + MAX_BATCH]))
-        await self._lookup(pool, batch[:MAX_BATCH])
+    async def _lead(self, pool: asyncpg.Pool, wanted: Wanted) -> str:
+        """The loop turn's first lookup leads its batch in its own task: one turn for the others
+        of this turn to join, then the statement. Its own answer needs no wake-up, a loop turn
+        sooner than a batch task's; should it be cancelled, a task takes the others over."""
+        own: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        queue = self._queues[pool] = [(wanted, own)]
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            self._hand_over(pool, queue[1:])
+            raise
+        finally:
+            del self._queues[pool]
+        for start in range(MAX_BATCH, len(queue), MAX_BATCH):
+            self._tasks.start(self._lookup(pool, queue[start : start + MAX_BATCH]))
+        await self._lookup(pool, queue[:MAX_BATCH], lead=True)
+        return own.result()  # its dashboard id, or the DashboardNotFound / Unavailable it got
 
-    async def _lookup(self, pool: asyncpg.Pool, batch: list[Pending]) -> None:
+    def _hand_over(self, pool: asyncpg.Pool, batch: list[Pending]) -> None:
+        """A cancelled leader's followers still waiting: looked up in a task of their own."""
+        waiting = [(wanted, future) for wanted, future in batch if not future.done()]
+        if waiting:
+            self._tasks.start(self._lookup(pool, waiting))
+
+    async def _lookup(
+        self, pool: asyncpg.Pool, batch: list[Pending], *, lead: bool = False
+    ) -> None:
         live = [(wanted, future) for wanted, future in batch if not future.done()]
         if not live:
             return  # every caller gave up (cancelled)
@@ -86,24 +105,35 @@ class DashboardResolver:
                 asked = [wanted for wanted, _ in live]
                 _answer(live, await lookup_dashboards(conn, asked, timeout=self._timeout))
             finally:
-                # After the answers: asyncpg's release awaits a task of its own (asyncio.shield),
-                # three loop turns every caller would wait, each a long one on a busy worker.
-                await pool.release(conn, timeout=self._acquire_timeout)
+                # After the answers, and for a leader in a task of its own: asyncpg's release
+                # awaits a task of its own (asyncio.shield), three loop turns nobody should wait.
+                if lead:
+                    self._tasks.start(self._release(pool, conn))
+                else:
+                    await self._release(pool, conn)
         except REQUEST_DATABASE_ERRORS as exc:
-            # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500
-            # (callers already answered, should only the release fail, keep their answers).
+            # Any PostgreSQL failure, a pooler's included, is "unavailable" (503), never a 500.
             log.warning("dashboard lookup failed: %s", type(exc).__name__)
             _fail(
                 live,
                 lambda: Unavailable("the dashboard directory is unavailable", reason="database"),
             )
-            return
-        except asyncio.CancelledError:  # shutting down: the callers are cancelled with it
-            for _, future in live:
-                future.cancel()
+        except asyncio.CancelledError:
+            if not lead:  # shutting down: the callers are cancelled with it
+                for _, future in live:
+                    future.cancel()
+                raise
+            live[0][1].cancel()  # the leader's own
+            self._hand_over(pool, live[1:])
             raise
         except Exception as exc:  # noqa: BLE001 - a bug: every caller gets it (a 500), none hangs
             _fail(live, lambda bug=exc: bug)
+
+    async def _release(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        try:
+            await pool.release(conn, timeout=self._acquire_timeout)
+        except Exception as exc:  # noqa: BLE001 - the callers have their answers; logged, not raised
+            log.warning("dashboard lookup connection not released cleanly: %s", type(exc).__name__)
 
 
 def _answer(batch: list[Pending], results: list[str | DashboardNotFound]) -> None:

@@ -146,3 +146,30 @@ async def test_callers_are_answered_before_the_connection_goes_back(
     assert not released.is_set()  # answered while the release was still under way
     await asyncio.wait_for(released.wait(), 5)
     assert pool.get_idle_size() == pool.get_size()
+
+
+async def test_a_cancelled_leader_hands_its_batch_over(mappings, pool) -> None:
+    """The loop turn's first lookup leads the batch in its own task. Cancelled while its
+    statement waits (a lock holds the table), the others of its batch are still answered, by a
+    statement of their own."""
+    resolver = DashboardResolver(pool, timeout=5.0)
+    lock = mappings.transaction()
+    await lock.start()
+    await mappings.execute("LOCK TABLE tenant_dashboards IN ACCESS EXCLUSIVE MODE")
+    try:
+        leader = asyncio.ensure_future(resolver.resolve(TokenRequest("t-default", W, None)))
+        followers = [
+            asyncio.ensure_future(resolver.resolve(TokenRequest(t, W, d)))
+            for t, d in (("t-only", None), ("t-default", "d-other"))
+        ]
+        await asyncio.sleep(0.2)  # the batch's statement waits for the lock
+        assert resolver.statements == 1
+        leader.cancel()
+        await asyncio.sleep(0.1)
+        assert not any(f.done() for f in followers)
+    finally:
+        await lock.rollback()
+    assert await asyncio.gather(*followers) == ["d-of-t-only", "d-other"]
+    assert resolver.statements == 2
+    with pytest.raises(asyncio.CancelledError):
+        await leader
