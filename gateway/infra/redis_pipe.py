@@ -1,11 +1,10 @@
-"""One Redis connection carrying every request's commands back to back: each command is written
-as it comes, each reply is parsed as it arrives and handed to its caller, in order.
+"""One Redis connection carrying every request's commands back to back: the commands of one loop
+turn are written together, each reply is parsed as it arrives and handed to its caller, in order.
 
 The connection is opened by redis-py's pool, so its handshake (TLS, AUTH, HELLO, SELECT) and
 Sentinel's primary lookup stay redis-py's; then its transport is given this protocol. Why not
 redis-py's own reading: it reads in a task of its own, which wakes each caller a loop turn later
-and costs ~40 us of CPU a round trip; here each command is written at once and its reply wakes
-its caller from `data_received`.
+and costs ~40 us of CPU a round trip; here a reply wakes its caller from `data_received`.
 """
 
 from __future__ import annotations
@@ -76,6 +75,10 @@ class RedisPipe(asyncio.Protocol):
         )
         self._waiting: deque[tuple[Command, asyncio.Future[Any], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # This loop turn's commands, sent in one write at the start of the next: a send each cost
+        # the mix 9 % more CPU per request (and Redis a wake-up each, on the same cores).
+        self._out: list[bytes] = []
+        self.writes = 0  # sends to the socket, for tests
         self._drained: asyncio.Future[None] | None = None
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self.error: Exception | None = None  # set once the pipe takes no more commands
@@ -100,7 +103,8 @@ class RedisPipe(asyncio.Protocol):
         return not limit or now - self.last_sent < limit or bool(self._waiting)
 
     def send(self, command: Command, future: asyncio.Future[Any], now: float) -> None:
-        """Write `command`; `future` gets its reply, or its error (a refused argument included)."""
+        """Send `command` with this loop turn's others; `future` gets its reply, or its error (a
+        refused argument included)."""
         try:
             data = pack_commands((command,))
         except DataError as exc:
@@ -109,9 +113,18 @@ class RedisPipe(asyncio.Protocol):
         deadline = now + self._timeout
         self._waiting.append((command, future, deadline))
         self.last_sent = now
-        self._transport.write(data)
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out.append(data)
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.error is None:
+            self.writes += 1
+            self._transport.write(b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         """Hand each whole reply to the oldest command waiting."""

@@ -47,14 +47,20 @@ async def batchers():
         await batcher.aclose()
 
 
-async def test_concurrent_commands_share_one_connection(client, prefix, batchers) -> None:
-    """Fifty concurrent commands: one connection, fifty right answers in the callers' order;
-    later commands reuse it."""
+async def test_concurrent_commands_share_one_connection_and_one_write(
+    client, prefix, batchers
+) -> None:
+    """Fifty concurrent commands: one connection, one write, fifty right answers in the callers'
+    order; a later loop turn's command is a write of its own on the same connection."""
     batcher = batchers(client)
     await client.mset({f"{prefix}{i}": str(i) for i in range(50)})
+    assert await batcher.execute("GET", f"{prefix}0") == b"0"  # opens the connection
+    assert batcher.batches_sent == 1
     replies = await asyncio.gather(*(batcher.execute("GET", f"{prefix}{i}") for i in range(50)))
     assert replies == [str(i).encode() for i in range(50)]
+    assert batcher.batches_sent == 2
     assert await batcher.execute("GET", f"{prefix}7") == b"7"
+    assert batcher.batches_sent == 3
     assert batcher.connections_opened == 1
     assert len(client.connection_pool._in_use_connections) == 1  # the batcher's
 
