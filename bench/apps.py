@@ -157,6 +157,22 @@ def _journal_off(app: web.Application) -> None:
     app.cleanup_ctx.append(_no_journal)
 
 
+async def _written_nowhere(_pool: object, _lines: object, *, fresh: bool = False) -> None:
+    """A COPY that sends nothing: the batch counts as written."""
+
+
+async def _no_copy(app: web.Application) -> AsyncIterator[None]:
+    writer = app[AUDIT]
+    if not hasattr(writer, "_write_fn"):
+        raise RuntimeError("bench: the audit writer has no _write_fn; update bench/apps.py")
+    writer._write_fn = _written_nowhere  # bench code may reach in, the gateway never does
+    yield
+
+
+def _copy_off(app: web.Application) -> None:
+    app.cleanup_ctx.append(_no_copy)
+
+
 def _has_journal() -> bool:
     return importlib.util.find_spec("gateway.audit.journal") is not None
 
@@ -177,6 +193,11 @@ SWITCHES = {
             "audit",
             "the audit writer: queueing, COPY encoding and writing (the event is still built)",
             _audit_off,
+        ),
+        Switch(
+            "copy",
+            "the audit writer's COPY to PostgreSQL (rows still encoded, journaled and queued)",
+            _copy_off,
         ),
         Switch(
             "metrics", "the metrics object: every count and observation per request", _metrics_off
