@@ -224,6 +224,7 @@ class TokenIssuer:
             observed=looked.observed,
             budget=None if budgets is None else budgets.tenant_budget(request.tenant_id),
             subject_budget=None if budgets is None else budgets.subject_budget(subject),
+            avoid=looked.revoked_until,
         )
         if shared.token is not None:
             return self._land(where.key, Issued(shared.token, cache_hit=True))

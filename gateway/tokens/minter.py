@@ -34,10 +34,15 @@ class Minter:
         self.mints = 0  # tokens signed by this minter; tests pin one mint per key with it
         self.races_lost = 0  # the share script found another instance's token first
 
-    def mint(self, request: TokenRequest, dashboard_id: str, now: float) -> EmbedToken:
-        """A new token for this request's tenant and workspace and the resolved dashboard."""
+    def mint(
+        self, request: TokenRequest, dashboard_id: str, now: float, *, avoid: int | None = None
+    ) -> EmbedToken:
+        """A new token for this request's tenant and workspace and the resolved dashboard;
+        `avoid`: a revoked token's valid_until, which this one must not repeat."""
         self.mints += 1
         valid_until = int(now) + self._ttl
+        if valid_until == avoid:
+            valid_until -= 1  # a second less, never more than the TTL: not the revoked bytes
         return EmbedToken(
             token=mint_v1(
                 self._secret,
@@ -61,13 +66,14 @@ class Minter:
         observed: str,
         budget: Budget | None,
         subject_budget: Budget | None = None,
+        avoid: int | None = None,
     ) -> tuple[EmbedToken, Shared]:
         """Sign a token and hand it to the share script: (our token, what the script did).
 
-        Serve `shared.token` when the script found one ("found"), else ours.
+        Serve `shared.token` when the script found one ("found"), else ours. `avoid`: see `mint`.
         """
         now = self._clock()
-        token = self.mint(request, dashboard_id, now)
+        token = self.mint(request, dashboard_id, now, avoid=avoid)
         shared = await self._store.share(
             canonical,
             token,

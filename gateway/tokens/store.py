@@ -27,8 +27,9 @@ from gateway.tokens.format import EmbedToken, is_reusable
 log = logging.getLogger(__name__)
 
 # KEYS: entry, generations, changed-marker. ARGV: workspace alias field, dashboard field hint,
-# alias flag. Returns {entry or false, observed stamp, changed flag}; the stamp is what a put
-# after this miss must still find, so a revoke between the miss and the put is not lost.
+# alias flag. Returns {entry or false, observed stamp, changed flag, valid_until of an entry a
+# revocation left behind or false}; the stamp is what a put after this miss must still find, so a
+# revoke between the miss and the put is not lost.
 GET_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 local changed = redis.call('EXISTS', KEYS[3])
@@ -46,7 +47,7 @@ local stamp = (g[1] or '0') .. '.' .. (g[2] or '0')
 if ARGV[3] == '1' then stamp = stamp .. '.' .. (g[3] or '0') end
 local observed = (g[1] or '0') .. '.' .. (g[3] or '0')
 if entry and entry[4] == stamp then return {raw, observed, changed} end
-return {false, observed, changed}
+return {false, observed, changed, entry and tonumber(entry[3]) or false}
 """
 
 # The whole write side of a miss in one script in the tenant's slot (one round trip): the
@@ -141,6 +142,10 @@ class Lookup:
     token: EmbedToken | None
     observed: str = ""
     recently_changed: bool = False
+    # The valid_until of the entry a revocation left behind: a new token must not repeat it (a
+    # token is a function of its valid_until, so one minted in the revoked one's second would
+    # be the revoked token again).
+    revoked_until: int | None = None
 
 
 def decode_entry(raw: bytes | str) -> EmbedToken | None:
@@ -195,7 +200,7 @@ class TokenStore:
         keys = [where.key, where.generations, where.changed]
         args = [where.alias_field, where.dashboard_field, "1" if where.alias else "0"]
         try:
-            raw, observed, changed = await self._breaker.call(
+            raw, observed, changed, *revoked = await self._breaker.call(
                 lambda: self._get(keys, args), timeout=self._get.deadline, errors=REDIS_ERRORS
             )
         except CircuitOpen:
@@ -209,7 +214,8 @@ class TokenStore:
         entry = None if raw is None else decode_entry(raw)
         if entry is None or not is_reusable(entry.valid_until, now, self._buffer):
             self._on_lookup("miss")
-            return Lookup(None, observed, bool(changed))
+            stale = revoked[0] if revoked else None
+            return Lookup(None, observed, bool(changed), stale if type(stale) is int else None)
         self._on_lookup("hit")
         return Lookup(entry, observed, bool(changed))
 

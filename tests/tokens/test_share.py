@@ -64,6 +64,24 @@ async def test_a_revocation_between_miss_and_store_is_not_lost(deps, dashboard) 
     assert (await calm.issue(_req(dashboard))).cache_hit
 
 
+@pytest.mark.parametrize("dashboard", ["dash-1", None])
+async def test_a_token_revoked_in_its_own_second_is_not_minted_again(deps, dashboard) -> None:
+    """A token is a function of its fields and its second: revoked within the second it was
+    minted, the next mint of that second would hand the revoked token out again. The read that
+    finds the revoked entry tells the mint, which takes a second less."""
+    pool, client, settings = deps
+    now = 1_900_000_000.25
+    issuer = build.make_issuer(pool, client, settings.redis_prefix, clock=lambda: now)
+    first = await issuer.issue(_req(dashboard))
+    assert first.minted
+    await revoke_tenant(client, KeyLayout(settings.redis_prefix), "org-1")
+    again = await issuer.issue(_req(dashboard))
+    assert again.minted
+    assert again.token.token != first.token.token
+    assert again.token.valid_until == first.token.valid_until - 1
+    assert (await issuer.issue(_req(dashboard))).token == again.token  # stored, then reused
+
+
 async def test_an_alias_miss_served_by_the_canonical_entry_spends_no_budget(deps) -> None:
     """With a tenant budget of one mint, the explicit request mints; the default-dashboard
     request then finds that entry inside the script (no budget spent, same token); a mint of
