@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -146,7 +147,7 @@ class Launcher:
             "GATEWAY_API_KEY_ID": API_KEY_ID,
             "GATEWAY_SIGNING_SECRET": SIGNING_SECRET,
             "GATEWAY_JWT_SECRET": JWT_SECRET,
-            "GATEWAY_REDIS_PREFIX": f"{self.prefix}{tag}:",
+            "GATEWAY_REDIS_PREFIX": _prefix(self.prefix, tag),
         }
         # Measure the path, not the limiter: every rate limit is raised out of the way.
         for name in RAISED_LIMITS:
@@ -185,3 +186,12 @@ class Launcher:
             argv += ["--off", name]
         env = {**self.env(tag), "GATEWAY_PORT": str(port)}
         return Server(argv, env, port, self.work / f"{tag}.log")
+
+
+def _prefix(run: str, tag: str) -> str:
+    """The server's Redis key prefix: the run's, then its tag, or the tag's digest where the tag
+    would take it past the gateway's 64 characters (a long list of components switched off)."""
+    prefix = f"{run}{tag}:"
+    if len(prefix) > 64:
+        prefix = f"{run}{hashlib.sha256(tag.encode()).hexdigest()[:16]}:"
+    return prefix
