@@ -3,9 +3,9 @@
 Each redis-py call costs ~60 us of client CPU and one round trip; under load many requests ask
 for something within the same loop iteration. On one node (standalone, Sentinel's primary) every
 command goes to one connection the batcher keeps (`RedisPipe`): a loop turn's commands are written
-together, and each reply wakes its caller from the socket's callback. In a
-cluster, callers queue a command and one task sends each loop turn's queue through redis-py's
-cluster pipeline, which groups it by node, under one deadline for the whole batch.
+together, and each reply wakes its caller from the socket's callback. In a cluster, callers queue
+a command and one task sends each loop turn's queue through redis-py's cluster pipeline, which
+groups it by node, under one deadline for the whole batch.
 """
 
 from __future__ import annotations
