@@ -150,24 +150,8 @@ class Journal:
             return
         if seg.sealed:
             self.delete(seg)
+        elif seg.size and not self._empty(seg):
             return
-        if seg.size:
-            if self.fsync is Fsync.OFF and seg.mapped is not None and seg.size <= ZERO_IN_PLACE:
-                try:
-                    _zero_in_place(seg.mapped, seg.size)
-                except (ValueError, IndexError) as exc:  # a mapping closed under it
-                    self._fail(OSError(errno.EIO, str(exc)))
-                    return
-            else:
-                try:
-                    # Truncated and grown again: zeros from the start, the reserved blocks freed.
-                    os.ftruncate(seg.fd, 0)
-                    os.ftruncate(seg.fd, self._max + LINE_HEADROOM)
-                except OSError as exc:
-                    self._fail(exc)
-                    return
-                seg.reserved = 0
-            seg.size = 0
         if seg in self.draining:
             self.draining.remove(seg)
             if self.spare is None:
@@ -176,6 +160,26 @@ class Journal:
                 self.delete(seg)
         # Space was freed: the next append is worth trying (it says again if it still fails).
         self.failing = False
+
+    def _empty(self, seg: Segment) -> bool:
+        """Empty an unsealed segment for its next lines; False (the journal failing) if not."""
+        if self.fsync is Fsync.OFF and seg.mapped is not None and seg.size <= ZERO_IN_PLACE:
+            try:
+                _zero_in_place(seg.mapped, seg.size)
+            except (ValueError, IndexError) as exc:  # a mapping closed under it
+                self._fail(OSError(errno.EIO, str(exc)))
+                return False
+        else:
+            try:
+                # Truncated and grown again: zeros from the start, the reserved blocks freed.
+                os.ftruncate(seg.fd, 0)
+                os.ftruncate(seg.fd, self._max + LINE_HEADROOM)
+            except OSError as exc:
+                self._fail(exc)
+                return False
+            seg.reserved = 0
+        seg.size = 0
+        return True
 
     def seal(self, seg: Segment) -> None:
         """Stop appending to `seg` (to replay its file whole); the next append opens a new one."""

@@ -89,6 +89,29 @@ def _first_line(seg: Segment) -> bytes:
     return lines[0] if lines else b"~"  # an empty one sorts last
 
 
+def test_freeing_a_segment_lets_a_failing_journal_try_again(tmp_path) -> None:
+    """Once a committed segment is deleted (sealed) or emptied (drained), the space it held is
+    free: a journal that had failed (a full disk) tries its next append again."""
+    journal = Journal(tmp_path, max_segment_bytes=400)
+    held = []
+    for i in range(12):
+        seg = journal.append(line(i % 10))
+        assert seg is not None
+        seg.pending += 1
+        held.append(seg)
+    assert len(journal.draining) >= 2
+    first = journal.draining[0]
+    journal.seal(first)  # as a replay does
+    assert first.sealed
+    for freed in (first, journal.draining[0]):
+        journal.failing = True
+        freed.pending = 0
+        journal.committed(freed)
+        assert not journal.failing
+    assert first.gone
+    journal.close()
+
+
 def test_a_live_owners_segment_is_not_adopted_a_dead_ones_is(tmp_path) -> None:
     """Another live process's segment is left alone; once its owner is gone it is adopted."""
     owner = Journal(tmp_path)
